@@ -1,0 +1,303 @@
+"""One `Location` for every backend: a path on an fsspec filesystem, plus its repo."""
+
+from __future__ import annotations
+
+import os
+import posixpath
+from collections.abc import Mapping
+from typing import Any
+
+import fsspec
+from fsspec.implementations.local import LocalFileSystem
+from fsspec.spec import AbstractFileSystem
+
+from mlemremote.core.errors import (
+    InvalidLinkError,
+    RevisionNotFound,
+    RevisionNotSupportedError,
+    UnsupportedLocationError,
+)
+
+MLEM_DIR = ".mlem"
+MLEM_EXT = ".mlem"
+CONFIG_FILE = "config.yaml"
+
+# Schemes whose first path component is a bucket or container: repo lookup stops there,
+# and a relative link never leaves it.
+BUCKET_SCHEMES = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss"})
+READ_ONLY_SCHEMES = frozenset({"http", "https"})
+EXTRAS = {"s3": "s3", "s3a": "s3", "gs": "gcs", "gcs": "gcs", "az": "azure", "abfs": "azure"}
+
+_UNKNOWN: Any = object()
+
+
+class Location:
+    """A metafile or folder on some backend: filesystem, path, and the repo it lives in.
+
+    ``fullpath`` is the filesystem's own path (``bucket/key``, ``/abs/path``); ``uri`` adds
+    the scheme. ``repo`` is the repo root (a filesystem path), found lazily: from a
+    ``.mlem/`` component of the path, from the caller, or by one GET of
+    ``.mlem/config.yaml`` per folder up to the bucket (never above it).
+
+    >>> loc = resolve("memory://repo/.mlem/link/latest.mlem")
+    >>> (loc.uri, loc.repo, loc.path)
+    ('memory:///repo/.mlem/link/latest.mlem', '/repo', '.mlem/link/latest.mlem')
+    """
+
+    def __init__(
+        self,
+        fs: AbstractFileSystem,
+        fullpath: str,
+        scheme: str,
+        *,
+        repo: str | None = _UNKNOWN,
+        rev: str | None = None,
+        git_root: str | None = None,
+    ) -> None:
+        self.fs = fs
+        self.fullpath = fullpath
+        self.scheme = scheme
+        self.rev = rev
+        self._repo = repo
+        # Set for a location inside a git revision: the working tree it belongs to.
+        self.git_root = git_root
+
+    # -- naming ------------------------------------------------------------------------
+    def uri_of(self, fullpath: str) -> str:
+        """The URI of another path on the same filesystem."""
+        if self.git_root is not None:
+            return "file://" + posixpath.join(self.git_root, fullpath).rstrip("/")
+        if self.scheme in READ_ONLY_SCHEMES:
+            return fullpath
+        return f"{self.scheme}://{fullpath}"
+
+    @property
+    def uri(self) -> str:
+        """The full URI with its scheme, e.g. ``s3://bucket/key`` or ``file:///abs/path``."""
+        return self.uri_of(self.fullpath)
+
+    @property
+    def repo(self) -> str | None:
+        """The repo root as a filesystem path, or None outside any repo."""
+        if self._repo is _UNKNOWN:
+            self._repo = _find_repo(self)
+        return self._repo  # type: ignore[no-any-return]
+
+    @property
+    def repo_uri(self) -> str | None:
+        return None if self.repo is None else self.uri_of(self.repo)
+
+    @property
+    def path(self) -> str:
+        """The path inside the repo, or the full path when there is no repo."""
+        repo = self.repo
+        return self.fullpath if repo is None else relpath(self.fullpath, repo)
+
+    @property
+    def bucket(self) -> str:
+        """The top folder a relative link may not leave: a bucket, a host or the root."""
+        return top_of(self.scheme, self.fullpath) if self.git_root is None else ""
+
+    @property
+    def is_local(self) -> bool:
+        return isinstance(self.fs, LocalFileSystem) and self.git_root is None
+
+    @property
+    def read_only(self) -> bool:
+        return self.scheme in READ_ONLY_SCHEMES or self.rev is not None
+
+    def same_storage(self, other: Location) -> bool:
+        """Same filesystem (same backend, endpoint and revision) and same bucket."""
+        return (
+            self.fs == other.fs
+            and self.rev == other.rev
+            and self.git_root == other.git_root
+            and self.bucket == other.bucket
+        )
+
+    def sibling(self, fullpath: str, *, repo: str | None = _UNKNOWN) -> Location:
+        """Another path on the same filesystem (and revision)."""
+        return Location(
+            self.fs, fullpath, self.scheme, repo=repo, rev=self.rev, git_root=self.git_root
+        )
+
+    def __repr__(self) -> str:
+        rev = f"@{self.rev}" if self.rev else ""
+        return f"Location({self.uri!r}{rev})"
+
+    def __str__(self) -> str:
+        return self.uri + (f"@{self.rev}" if self.rev else "")
+
+
+# -- paths -----------------------------------------------------------------------------
+def relpath(path: str, start: str) -> str:
+    if not start:
+        return path
+    return posixpath.relpath(path, start)
+
+
+def join(base: str, *parts: str) -> str:
+    joined = posixpath.join(base, *parts) if base else posixpath.join(*parts)
+    return posixpath.normpath(joined) if joined else joined
+
+
+def is_inside(path: str, folder: str) -> bool:
+    """True when `path` is `folder` or below it (no `..` trickery: both normalized)."""
+    if not folder:
+        return not path.startswith("../") and path != ".."
+    folder = folder.rstrip("/")
+    return path == folder or path.startswith(folder + "/")
+
+
+def top_of(scheme: str, fullpath: str) -> str:
+    if scheme in BUCKET_SCHEMES:
+        return fullpath.split("/", 1)[0]
+    if scheme in READ_ONLY_SCHEMES:
+        return "/".join(fullpath.split("/", 3)[:3])  # scheme://host
+    return "/"
+
+
+def split_scheme(uri: str) -> tuple[str | None, str]:
+    if "://" in uri:
+        scheme, _ = uri.split("://", 1)
+        if scheme.isidentifier() or scheme.replace("+", "").replace("-", "").isalnum():
+            return scheme.lower(), uri
+    return None, uri
+
+
+# -- resolving -------------------------------------------------------------------------
+def filesystem(scheme: str, storage_options: Mapping[str, Any] | None) -> AbstractFileSystem:
+    """The fsspec filesystem for a scheme; options come from the caller, fsspec's config
+    (``FSSPEC_<PROTOCOL>_<KEY>``) or the SDK's own environment, never from YAML."""
+    try:
+        cls = fsspec.get_filesystem_class(scheme)
+    except ValueError as exc:
+        raise UnsupportedLocationError(f"unknown URI scheme {scheme!r}") from exc
+    except ImportError as exc:
+        extra = EXTRAS.get(scheme)
+        hint = f": pip install 'mlemremote[{extra}]'" if extra else ""
+        raise UnsupportedLocationError(f"{scheme}:// needs a backend package{hint}") from exc
+    if scheme == "file" or cls is LocalFileSystem:
+        return fsspec.filesystem("file")
+    return fsspec.filesystem(scheme, **dict(storage_options or {}))
+
+
+def resolve(
+    path: str,
+    repo: str | None = None,
+    rev: str | None = None,
+    *,
+    storage_options: Mapping[str, Any] | None = None,
+    like: Location | None = None,
+) -> Location:
+    """Turn a local path or URI (optionally inside `repo`, at `rev`) into a `Location`.
+
+    `like`: a location whose filesystem is reused when the scheme matches (so a link
+    followed inside one bucket keeps the caller's endpoint and credentials).
+
+    >>> from mlemremote import resolve
+    >>> resolve("memory://models/rf.mlem").uri
+    'memory:///models/rf.mlem'
+    """
+    if not isinstance(path, str) or "\x00" in path:
+        raise InvalidLinkError(f"not a valid path: {path!r}")
+    if repo is not None:
+        repo_loc = resolve(repo, storage_options=storage_options, like=like)
+        scheme, _ = split_scheme(path)
+        if scheme is None and not path.startswith("/"):
+            loc = repo_loc.sibling(join(repo_loc.fullpath, path), repo=repo_loc.fullpath)
+        else:
+            loc = resolve(path, storage_options=storage_options, like=repo_loc)
+            if not (loc.same_storage(repo_loc) and is_inside(loc.fullpath, repo_loc.fullpath)):
+                raise InvalidLinkError(f"{loc.uri} is not inside repo {repo_loc.uri}")
+            loc._repo = repo_loc.fullpath
+        return at_revision(loc, rev) if rev is not None else loc
+
+    scheme, uri = split_scheme(path)
+    if scheme is None:
+        scheme, fullpath = "file", os.path.abspath(os.path.expanduser(path))
+        fs = filesystem("file", None)
+    else:
+        if like is not None and like.git_root is None and scheme in _protocols(like.fs):
+            fs = like.fs
+        else:
+            fs = filesystem(scheme, storage_options)
+        fullpath = fs._strip_protocol(uri)
+        if scheme == "file":
+            fullpath = os.path.abspath(fullpath)
+    loc = Location(fs, fullpath, scheme)
+    return at_revision(loc, rev) if rev is not None else loc
+
+
+def _protocols(fs: AbstractFileSystem) -> tuple[str, ...]:
+    proto = fs.protocol
+    return tuple(proto) if isinstance(proto, (tuple, list)) else (proto,)
+
+
+def at_revision(loc: Location, rev: str) -> Location:
+    """The same location read from revision `rev` (a git commit, branch or tag).
+
+    Git working trees on local disk are supported; object-store versions are a later
+    feature, so other backends raise `RevisionNotSupportedError` naming the backend.
+    """
+    if not loc.is_local:
+        raise RevisionNotSupportedError(
+            f"rev={rev!r}: revisions are supported for git repositories on local disk, "
+            f"not yet for {loc.scheme}:// ({loc.uri})"
+        )
+    try:
+        import pygit2
+        from fsspec.implementations.git import GitFileSystem
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        raise RevisionNotSupportedError(
+            "rev= on local git repositories needs pygit2: pip install 'mlemremote[git]'"
+        ) from exc
+    start = loc.fullpath if os.path.isdir(loc.fullpath) else os.path.dirname(loc.fullpath)
+    gitdir = pygit2.discover_repository(start)
+    if gitdir is None:
+        raise RevisionNotSupportedError(f"rev={rev!r}: {loc.uri} is not in a git repository")
+    repository = pygit2.Repository(gitdir)
+    try:
+        repository.revparse_single(rev)
+    except (KeyError, ValueError) as exc:
+        raise RevisionNotFound(f"revision {rev!r} not found in {repository.workdir}") from exc
+    root = repository.workdir.rstrip("/")
+    fs = GitFileSystem(path=root, ref=rev)
+    inner = relpath(loc.fullpath, root)
+    if inner == ".":
+        inner = ""
+    repo = loc._repo
+    if repo is not _UNKNOWN and repo is not None:
+        repo = "" if repo == root else relpath(repo, root)
+    return Location(fs, inner, "file", repo=repo, rev=rev, git_root=root)
+
+
+# -- repo lookup -----------------------------------------------------------------------
+def repo_from_path(fullpath: str) -> str | None:
+    """The repo root named by a `.mlem/` component of the path itself (no request)."""
+    parts = fullpath.split("/")
+    if MLEM_DIR in parts[:-1]:
+        index = len(parts) - 2 - parts[-2::-1].index(MLEM_DIR)
+        return "/".join(parts[:index]) or ("/" if fullpath.startswith("/") else "")
+    return None
+
+
+def _find_repo(loc: Location) -> str | None:
+    from mlemremote._storage import read_bytes
+
+    named = repo_from_path(loc.fullpath)
+    if named is not None:
+        return named
+    top = loc.bucket
+    folder = loc.fullpath
+    if folder.endswith(MLEM_EXT):  # a metafile: its folder is the first candidate
+        folder = posixpath.dirname(folder)
+    while True:
+        if read_bytes(loc.sibling(join(folder, MLEM_DIR, CONFIG_FILE), repo=None)) is not None:
+            return folder
+        if folder in (top, "", "/") or not is_inside(folder, top):
+            return None
+        parent = posixpath.dirname(folder.rstrip("/"))
+        if parent == folder:
+            return None
+        folder = parent

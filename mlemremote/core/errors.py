@@ -1,0 +1,87 @@
+"""Errors raised by mlemremote; every one is a `MlemError`.
+
+Names follow MLEM 0.2.0 (`mlem.core.errors`) so that `except` clauses carry over.
+
+>>> from mlemremote.core.errors import MlemError, MlemObjectNotFound
+>>> issubclass(MlemObjectNotFound, MlemError)
+True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+class MlemError(Exception):
+    """Base class of every error this library raises on purpose."""
+
+
+class MlemObjectNotSavedError(MlemError):
+    """The object has no location yet (it was never dumped or loaded)."""
+
+
+class MlemObjectNotFound(MlemError):
+    """No metafile exists at any place the path can name."""
+
+    def __init__(self, message: str, tried: Sequence[str] = ()) -> None:
+        self.tried = list(tried)
+        if self.tried:
+            message += "; tried: " + ", ".join(self.tried)
+        super().__init__(message)
+
+
+class MlemRootNotFound(MlemError):
+    """A repo was required but no `.mlem/config.yaml` was found."""
+
+
+class WrongMetaType(MlemError):
+    """An object is not of the type its link or the caller asked for."""
+
+
+class LinkCycleError(MlemError):
+    """Following links came back to a metafile already visited."""
+
+    def __init__(self, chain: Sequence[str]) -> None:
+        self.chain = list(chain)
+        super().__init__("link cycle: " + " -> ".join(self.chain))
+
+
+class LinkChainTooLongError(MlemError):
+    """A chain of links is longer than the hop limit."""
+
+    def __init__(self, chain: Sequence[str], limit: int) -> None:
+        self.chain = list(chain)
+        self.limit = limit
+        super().__init__(f"more than {limit} link hops: " + " -> ".join(self.chain))
+
+
+class ObjectExistsError(MlemError):
+    """A link would replace an object that is not a link; nothing was written."""
+
+
+class InvalidLinkError(MlemError):
+    """A link (or a link target) is not acceptable: it escapes its repo, names a folder, ..."""
+
+
+class DeserializationError(MlemError):
+    """A metafile is not valid: malformed YAML, unknown `object_type`, missing fields."""
+
+
+class UnsupportedLocationError(MlemError):
+    """A URI names a scheme we cannot use (unknown, or its backend is not installed)."""
+
+
+class ReadOnlyLocationError(MlemError):
+    """A write was asked of a read-only backend (http, https, a git revision)."""
+
+
+class RevisionNotSupportedError(MlemError):
+    """`rev` was given for a backend that cannot read past versions (yet)."""
+
+
+class RevisionNotFound(MlemError):
+    """The revision does not exist in the repository."""
+
+
+class StorageError(MlemError):
+    """The storage backend failed (permission denied, missing bucket, server error, ...)."""

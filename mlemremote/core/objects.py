@@ -1,0 +1,281 @@
+"""MLEM metadata objects: the single source of the `.mlem` YAML schema.
+
+`object_type` selects the class (a pydantic discriminated union). Keys this library does
+not know are kept as they are, so a metafile written by MLEM loads and dumps unchanged.
+
+>>> from mlemremote.core.objects import MlemLink
+>>> print(MlemLink(path="models/rf.mlem", link_type="model").to_yaml(), end="")
+link_type: model
+object_type: link
+path: models/rf.mlem
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, TypeAdapter, ValidationError
+
+from mlemremote.core.errors import DeserializationError, MlemObjectNotSavedError
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from mlemremote._location import Location
+
+
+class MlemObject(BaseModel):
+    """Base of every metadata object; `.location` is where it was loaded from or dumped to."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    object_type: str
+    type_folder: ClassVar[str] = ""
+    _location: Location | None = PrivateAttr(default=None)
+
+    # -- where it lives ----------------------------------------------------------------
+    @property
+    def location(self) -> Location | None:
+        """The `Location` of its metafile, or None when it was never saved."""
+        return self._location
+
+    @property
+    def loc(self) -> Location:
+        """Like `location`, but raises `MlemObjectNotSavedError` when unsaved."""
+        if self._location is None:
+            raise MlemObjectNotSavedError(f"{type(self).__name__} is not saved")
+        return self._location
+
+    @property
+    def is_saved(self) -> bool:
+        return self._location is not None
+
+    @property
+    def resolved_type(self) -> str:
+        """The type a link to this object records in `link_type`."""
+        return self.object_type
+
+    # -- YAML --------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """The metafile's content: declared fields that are None are left out, unknown keys
+        are kept exactly as loaded."""
+        unset = {name for name in type(self).model_fields if getattr(self, name) is None}
+        return self.model_dump(exclude=unset, by_alias=True)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=True, default_flow_style=False)
+
+    # -- saving ------------------------------------------------------------------------
+    def dump(
+        self,
+        path: str,
+        repo: str | None = None,
+        external: bool | None = None,
+        *,
+        storage_options: Mapping[str, Any] | None = None,
+    ) -> Location:
+        """Write the metafile: at `path` (`.mlem` appended when missing), or with `repo` at
+        `<repo>/.mlem/<type>/<path>.mlem` (or `<repo>/<path>.mlem` when `external`).
+
+        >>> import tempfile, os
+        >>> from mlemremote import MlemModel
+        >>> folder = tempfile.mkdtemp()
+        >>> MlemModel(model_type={"type": "sklearn"}).dump(os.path.join(folder, "rf")).uri[-8:]
+        '/rf.mlem'
+        """
+        from mlemremote import _links
+
+        target = _links.target_location(
+            path, repo, external, self.type_folder, storage_options=storage_options
+        )
+        _links.write_object(self, target)
+        return target
+
+    def make_link(
+        self,
+        path: str | None = None,
+        repo: str | None = None,
+        external: bool | None = None,
+        absolute: bool = False,
+        *,
+        storage_options: Mapping[str, Any] | None = None,
+    ) -> MlemLink:
+        """A link to this (saved) object; written to `path` (in `repo`) when given.
+
+        >>> import tempfile, os
+        >>> from mlemremote import MlemModel
+        >>> folder = tempfile.mkdtemp()
+        >>> model = MlemModel(model_type={"type": "sklearn"})
+        >>> _ = model.dump(os.path.join(folder, "rf"))
+        >>> model.make_link(os.path.join(folder, "latest")).path
+        './rf.mlem'
+        """
+        from mlemremote import _links
+
+        link = _links.link_to(self)
+        if path is not None:
+            link.dump(path, repo, external, absolute=absolute, storage_options=storage_options)
+        return link
+
+
+class MlemModel(MlemObject):
+    """A model's metadata (`object_type: model`); artifacts are not touched here."""
+
+    object_type: Literal["model"] = "model"
+    type_folder: ClassVar[str] = "model"
+    artifacts: dict[str, Any] | None = None
+    model_type: dict[str, Any] | None = None
+    requirements: list[Any] | None = None
+
+
+class MlemData(MlemObject):
+    """A dataset's metadata; MLEM 0.2.0 writes `object_type: dataset`, later MLEM `data`."""
+
+    object_type: Literal["dataset", "data"] = "dataset"
+    type_folder: ClassVar[str] = "dataset"
+    artifacts: dict[str, Any] | None = None
+
+    @property
+    def resolved_type(self) -> str:
+        return "dataset"
+
+
+class MlemEnv(MlemObject):
+    object_type: Literal["env"] = "env"
+    type_folder: ClassVar[str] = "env"
+
+
+class MlemDeployment(MlemObject):
+    object_type: Literal["deployment"] = "deployment"
+    type_folder: ClassVar[str] = "deployment"
+
+
+class MlemPackager(MlemObject):
+    object_type: Literal["packager"] = "packager"
+    type_folder: ClassVar[str] = "packager"
+
+
+class MlemLink(MlemObject):
+    """A link: `path` (repo-relative, folder-relative or a full URI), optional `repo`
+    (a URI) and `rev`, and `link_type`, the type of the object at the end of the chain."""
+
+    object_type: Literal["link"] = "link"
+    type_folder: ClassVar[str] = "link"
+    path: str
+    repo: str | None = None
+    rev: str | None = None
+    link_type: str
+
+    # Set by make_link: the object's location, from which `dump` computes `path`/`repo`.
+    _points_to: Location | None = PrivateAttr(default=None)
+
+    @property
+    def resolved_type(self) -> str:
+        return self.link_type
+
+    def dump(  # type: ignore[override]
+        self,
+        path: str,
+        repo: str | None = None,
+        external: bool | None = None,
+        absolute: bool = False,
+        *,
+        storage_options: Mapping[str, Any] | None = None,
+    ) -> Location:
+        """Write the link. Unless `absolute`, its `path` is made relative to the repo (same
+        repo) or to the link's folder (no repo, same bucket). Replacing another link is
+        allowed; replacing any other object raises `ObjectExistsError`.
+
+        >>> import tempfile, os
+        >>> from mlemremote import MlemLink
+        >>> folder = tempfile.mkdtemp()
+        >>> MlemLink(path="s3://b/m.mlem", link_type="model").dump(folder + "/l").uri[-7:]
+        '/l.mlem'
+        """
+        from mlemremote import _links
+
+        target = _links.target_location(
+            path, repo, external, self.type_folder, storage_options=storage_options
+        )
+        _links.write_link(self, target, absolute=absolute)
+        return target
+
+    def load_link(
+        self, follow_links: bool = True, force_type: type[MlemObject] | None = None
+    ) -> MlemObject:
+        """The object this link points at (the end of the chain when `follow_links`).
+
+        >>> import tempfile, os
+        >>> from mlemremote import MlemModel, link
+        >>> folder = tempfile.mkdtemp()
+        >>> _ = MlemModel().dump(os.path.join(folder, "rf"))
+        >>> link(os.path.join(folder, "rf"), target=os.path.join(folder, "l")).load_link()
+        MlemModel(object_type='model', artifacts=None, model_type=None, requirements=None)
+        """
+        from mlemremote import _links
+
+        return _links.follow(self, follow_links=follow_links, force_type=force_type)
+
+
+AnyMlemObject = Annotated[
+    Union[MlemModel, MlemData, MlemLink, MlemEnv, MlemDeployment, MlemPackager],  # noqa: UP007
+    Field(discriminator="object_type"),
+]
+_ADAPTER: TypeAdapter[MlemObject] = TypeAdapter(AnyMlemObject)  # type: ignore[arg-type]
+OBJECT_TYPES = ("model", "dataset", "data", "link", "env", "deployment", "packager")
+TYPE_FOLDERS = ("link", "model", "dataset", "env", "deployment", "packager")
+
+
+def parse(data: bytes, uri: str) -> MlemObject:
+    """Build an object from a metafile's bytes; every problem names `uri`."""
+    try:
+        text = data.decode("utf-8")
+        content = yaml.safe_load(text)
+    except UnicodeDecodeError as exc:
+        raise DeserializationError(f"{uri}: not UTF-8 text ({exc.reason})") from exc
+    except yaml.YAMLError as exc:
+        raise DeserializationError(f"{uri}: malformed YAML: {exc}") from exc
+    if not isinstance(content, dict):
+        raise DeserializationError(
+            f"{uri}: a metafile must be a YAML mapping, not {type(content).__name__}"
+        )
+    object_type = content.get("object_type")
+    if object_type not in OBJECT_TYPES:
+        raise DeserializationError(
+            f"{uri}: unknown object_type {object_type!r} (expected one of {OBJECT_TYPES})"
+        )
+    try:
+        return _ADAPTER.validate_python(content)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'][1:]) or 'object'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise DeserializationError(f"{uri}: invalid {object_type} metafile: {problems}") from exc
+
+
+def class_for(link_type: str) -> type[MlemObject] | None:
+    return {cls.type_folder: cls for cls in _CLASSES}.get(
+        "dataset" if link_type == "data" else link_type
+    )
+
+
+_CLASSES: tuple[type[MlemObject], ...] = (
+    MlemModel,
+    MlemData,
+    MlemLink,
+    MlemEnv,
+    MlemDeployment,
+    MlemPackager,
+)
+
+__all__ = [
+    "MlemData",
+    "MlemDeployment",
+    "MlemEnv",
+    "MlemLink",
+    "MlemModel",
+    "MlemObject",
+    "MlemPackager",
+]

@@ -1,0 +1,189 @@
+"""The backend test rig: every behaviour test runs once per backend.
+
+Backends: local disk, fsspec memory, S3 on each S3 server (moto and SeaweedFS here, or
+whatever `MLEMREMOTE_TEST_S3_SERVERS` names, e.g. docker-compose's MinIO), GCS on
+fake-gcs-server, Azure Blob on Azurite. Servers come from `tests/services.py`: started
+as local processes when their environment variables are not set. A backend that cannot
+be reached fails its tests; nothing is skipped.
+"""
+
+from __future__ import annotations
+
+import os
+
+# gcsfs probes a TLS gRPC endpoint for ~60 s per call unless told not to (backends.md).
+os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
+
+import contextlib
+import sys
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import fsspec
+import fsspec.config
+import pytest
+from fsspec.spec import AbstractFileSystem
+
+sys.path.insert(0, str(Path(__file__).parent))
+from services import S3_KEY, S3_SECRET, Endpoints, running_services, s3_server_names
+
+BACKENDS = ["local", "memory", *(f"s3-{name}" for name in s3_server_names()), "gcs", "azure"]
+
+
+def s3_options(url: str) -> dict[str, Any]:
+    return {"key": S3_KEY, "secret": S3_SECRET, "client_kwargs": {"endpoint_url": url}}
+
+
+def gcs_options(url: str) -> dict[str, Any]:
+    return {"endpoint_url": url, "token": "anon", "project": "test"}
+
+
+def azure_options(connection_string: str) -> dict[str, Any]:
+    return {"connection_string": connection_string}
+
+
+@pytest.fixture(scope="session")
+def endpoints() -> Iterator[Endpoints]:
+    """All test servers, with fsspec's own configuration pointing at the default ones
+    (the first S3 server, GCS, Azure), the way a user configures fsspec once."""
+    with running_services() as found:
+        saved = {key: fsspec.config.conf.get(key) for key in ("s3", "gs", "abfs")}
+        first_s3 = next(iter(found.s3.values()))
+        fsspec.config.conf["s3"] = s3_options(first_s3)
+        fsspec.config.conf["gs"] = gcs_options(found.gcs)
+        fsspec.config.conf["abfs"] = azure_options(found.azure)
+        try:
+            yield found
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    fsspec.config.conf.pop(key, None)
+                else:
+                    fsspec.config.conf[key] = value
+
+
+@dataclass
+class Backend:
+    """One backend for one test: a fresh bucket (or folder) and how to reach it."""
+
+    name: str
+    scheme: str
+    root: str  # URI (or local path) of an empty folder that belongs to this test
+    storage_options: dict[str, Any] | None
+    fs: AbstractFileSystem
+
+    def uri(self, *parts: str) -> str:
+        return "/".join([self.root.rstrip("/"), *parts])
+
+    def fspath(self, uri: str) -> str:
+        return str(self.fs._strip_protocol(uri))
+
+    def read(self, uri: str) -> bytes:
+        return bytes(self.fs.cat_file(self.fspath(uri)))
+
+    def write(self, uri: str, data: bytes | str) -> None:
+        if isinstance(data, str):
+            data = data.encode()
+        if self.scheme == "file":
+            os.makedirs(os.path.dirname(uri), exist_ok=True)
+        self.fs.pipe_file(self.fspath(uri), data)
+
+    def exists(self, uri: str) -> bool:
+        with contextlib.suppress(Exception):
+            self.fs.invalidate_cache()
+        return bool(self.fs.exists(self.fspath(uri)))
+
+    def files(self, uri: str | None = None) -> dict[str, bytes]:
+        """Every file below `uri` (default: the root), by path relative to it."""
+        top = self.fspath(uri or self.root).rstrip("/")
+        with contextlib.suppress(Exception):
+            self.fs.invalidate_cache()
+        found = self.fs.find(top)
+        return {p[len(top) + 1 :]: bytes(self.fs.cat_file(p)) for p in found}
+
+    def copy_tree(self, src: str, dst: str) -> None:
+        for rel, data in self.files(src).items():
+            self.write(f"{dst.rstrip('/')}/{rel}", data)
+
+    def move_tree(self, src: str, dst: str) -> None:
+        self.copy_tree(src, dst)
+        self.fs.rm(self.fspath(src), recursive=True)
+        with contextlib.suppress(Exception):
+            self.fs.invalidate_cache()
+
+
+def make_backend(name: str, endpoints: Endpoints | None, tmp_path: Path) -> Backend:
+    bucket = f"t-{uuid.uuid4().hex[:12]}"
+    if name == "local":
+        return Backend(name, "file", str(tmp_path / "root"), None, fsspec.filesystem("file"))
+    if name == "memory":
+        return Backend(name, "memory", f"memory://{bucket}", None, fsspec.filesystem("memory"))
+    assert endpoints is not None
+    if name.startswith("s3-"):
+        options = s3_options(endpoints.s3[name[3:]])
+        scheme = "s3"
+    elif name == "gcs":
+        options, scheme = gcs_options(endpoints.gcs), "gs"
+    elif name == "azure":
+        options, scheme = azure_options(endpoints.azure), "az"
+    else:  # pragma: no cover
+        raise ValueError(name)
+    fs = fsspec.filesystem(scheme, **options)
+    fs.mkdir(bucket)
+    return Backend(name, scheme, f"{scheme}://{bucket}", options, fs)
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    name = request.param
+    endpoints = None if name in ("local", "memory") else request.getfixturevalue("endpoints")
+    return make_backend(name, endpoints, tmp_path)
+
+
+@pytest.fixture
+def other_backend(endpoints: Endpoints, tmp_path: Path) -> Any:
+    """Make a second backend (any name in BACKENDS) inside one test."""
+    return lambda name: make_backend(name, endpoints, tmp_path / name)
+
+
+# -- per-backend summary ---------------------------------------------------------------
+_outcomes: dict[str, Counter[str]] = {}
+
+
+def _backend_of(item: pytest.Item) -> str:
+    callspec = getattr(item, "callspec", None)
+    if callspec is not None and "backend" in callspec.params:
+        return str(callspec.params["backend"])
+    marker = item.get_closest_marker("backends")
+    if marker is not None:
+        return "+".join(marker.args)
+    return "none"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "backends(*names): the backends a cross test uses")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        item.user_properties.append(("backend", _backend_of(item)))
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
+        backend = dict(report.user_properties).get("backend", "none")
+        _outcomes.setdefault(str(backend), Counter())[report.outcome] += 1
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if not _outcomes:
+        return
+    terminalreporter.section("tests per backend")
+    for backend in sorted(_outcomes):
+        counts = _outcomes[backend]
+        line = ", ".join(f"{n} {outcome}" for outcome, n in sorted(counts.items()))
+        terminalreporter.write_line(f"{backend:>24}: {line}")

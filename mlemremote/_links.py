@@ -144,9 +144,7 @@ def _name(obj: MlemObject) -> str:
     return str(obj.location) if obj.location is not None else f"unsaved {obj.object_type}"
 
 
-def walk(
-    start: MlemObject, *, follow_links: bool = True
-) -> tuple[MlemObject, list[str]]:
+def walk(start: MlemObject, *, follow_links: bool = True) -> tuple[MlemObject, list[str]]:
     """Follow links from `start`; the object reached and the chain of metafiles visited.
 
     Each hop checks `link_type` against what it finds; at most `MAX_HOPS` hops.
@@ -192,9 +190,7 @@ def follow(
 
 def check_force_type(obj: MlemObject, force_type: type[MlemObject] | None) -> None:
     if force_type is not None and not isinstance(obj, force_type):
-        raise WrongMetaType(
-            f"{_name(obj)} is a {obj.object_type}, not a {force_type.__name__}"
-        )
+        raise WrongMetaType(f"{_name(obj)} is a {obj.object_type}, not a {force_type.__name__}")
 
 
 # -- writing ---------------------------------------------------------------------------
@@ -206,9 +202,7 @@ def check_name(name: str, what: str = "target") -> str:
     if name.endswith("/"):
         raise InvalidLinkError(f"{what} {name!r} ends with '/': name a file, not a folder")
     if split_scheme(name)[0] is not None or name.startswith("/"):
-        raise InvalidLinkError(
-            f"{what} {name!r} must be a name inside the repo, not a path or URI"
-        )
+        raise InvalidLinkError(f"{what} {name!r} must be a name inside the repo, not a path or URI")
     parts = name.split("/")
     if ".." in parts or "." in parts or "" in parts:
         raise InvalidLinkError(f"{what} {name!r} must not contain '.', '..' or '//'")
@@ -255,7 +249,13 @@ def link_to(obj: MlemObject) -> MlemLink:
     """An unsaved link to a saved object, in its absolute form."""
     if obj.location is None:
         raise MlemObjectNotSavedError("cannot link to an object that is not saved")
-    link = MlemLink(link_type=obj.resolved_type, **_absolute_fields(obj.location))
+    fields = _absolute_fields(obj.location)
+    link = MlemLink(
+        link_type=obj.resolved_type,
+        path=fields["path"],
+        repo=fields.get("repo"),
+        rev=fields.get("rev"),
+    )
     link._points_to = obj.location
     return link
 

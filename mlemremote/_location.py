@@ -81,7 +81,7 @@ class Location:
         """The repo root as a filesystem path, or None outside any repo."""
         if self._repo is _UNKNOWN:
             self._repo = _find_repo(self)
-        return self._repo  # type: ignore[no-any-return]
+        return self._repo
 
     @property
     def repo_uri(self) -> str | None:
@@ -137,8 +137,14 @@ def relpath(path: str, start: str) -> str:
 
 
 def join(base: str, *parts: str) -> str:
+    """Join and normalize, keeping a URL's ``scheme://host`` prefix intact."""
+    prefix = ""
+    if "://" in base:
+        scheme, base = base.split("://", 1)
+        host, _, base = base.partition("/")
+        prefix, base = f"{scheme}://{host}", "/" + base
     joined = posixpath.join(base, *parts) if base else posixpath.join(*parts)
-    return posixpath.normpath(joined) if joined else joined
+    return prefix + (posixpath.normpath(joined) if joined else joined)
 
 
 def is_inside(path: str, folder: str) -> bool:

@@ -52,9 +52,7 @@ def write_bytes(loc: Location, data: bytes, *, create_only: bool) -> None:
         if loc.is_local:
             _write_local(loc.fullpath, data, create_only=create_only)
         else:
-            loc.fs.pipe_file(
-                loc.fullpath, data, mode="create" if create_only else "overwrite"
-            )
+            loc.fs.pipe_file(loc.fullpath, data, mode="create" if create_only else "overwrite")
     except FileExistsError as exc:
         raise ObjectExistsError(f"{loc} already exists; nothing was written") from exc
     except OSError as exc:

@@ -92,9 +92,7 @@ def link(
         if follow_links and isinstance(meta, MlemLink):
             meta, _ = _links.walk(meta)
     else:
-        meta = load_meta(
-            source, source_repo, rev, follow_links, storage_options=storage_options
-        )
+        meta = load_meta(source, source_repo, rev, follow_links, storage_options=storage_options)
     if isinstance(meta, MlemLink):
         # Linking a link: it must resolve, and not through the target (that would be a cycle).
         _, chain = _links.walk(meta)

@@ -31,8 +31,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
-S3_KEY = "testing"
-S3_SECRET = "testing"
+S3_KEY = os.environ.get("MLEMREMOTE_TEST_S3_KEY", "testing")
+S3_SECRET = os.environ.get("MLEMREMOTE_TEST_S3_SECRET", "testing")
 # The public, well-known development account of Azurite; not a secret.
 AZURITE_ACCOUNT = "devstoreaccount1"
 AZURITE_KEY = (
@@ -91,8 +91,8 @@ class Process:
                     f"{self.name} exited with {self.proc.returncode}; log:\n{self.log_tail()}"
                 )
             try:
-                urllib.request.urlopen(self.ready_url, timeout=2)  # noqa: S310 - loopback only
-                return
+                with urllib.request.urlopen(self.ready_url, timeout=2):
+                    return
             except urllib.error.HTTPError:
                 return  # the server answered: it is up
             except OSError:

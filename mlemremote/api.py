@@ -20,7 +20,12 @@ from typing import Any
 from mlemremote import _links
 from mlemremote._location import CONFIG_FILE, MLEM_DIR, join, resolve
 from mlemremote._storage import read_bytes, write_bytes
-from mlemremote.core.errors import InvalidLinkError, MlemObjectNotSavedError, ObjectExistsError
+from mlemremote.core.errors import (
+    InvalidLinkError,
+    MlemObjectNotFound,
+    MlemObjectNotSavedError,
+    ObjectExistsError,
+)
 from mlemremote.core.objects import MlemLink, MlemObject
 
 StorageOptions = Mapping[str, Any]
@@ -50,7 +55,12 @@ def load_meta(
     {'type': 'sklearn'}
     """
     loc = resolve(path, repo, rev, storage_options=storage_options)
-    obj = _links.find_meta(loc, repo_given=repo is not None)
+    try:
+        obj = _links.find_meta(loc, repo_given=repo is not None)
+    except MlemObjectNotFound:
+        if repo is not None:  # say so when the repo itself is the problem
+            _links.require_repo(loc.sibling(loc.repo or "", repo=None))
+        raise
     if follow_links and isinstance(obj, MlemLink):
         obj, _ = _links.walk(obj)
     _links.check_force_type(obj, force_type)

@@ -22,6 +22,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -49,6 +50,20 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def _die_with_parent() -> None:
+    """Linux: the emulator gets SIGTERM when the process that started it dies, even by
+    SIGKILL, so no emulator outlives a killed test run."""
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)  # runs the `finally` that stops the emulators
 
 
 def azurite_connection_string(url: str) -> str:
@@ -83,6 +98,7 @@ class Process:
             cwd=self.workdir,
             env=env,
             start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -224,6 +240,9 @@ def running_services() -> Iterator[Endpoints]:
     """Yield endpoints of every test backend, starting the missing ones locally."""
     workdir = Path(tempfile.mkdtemp(prefix="mlemremote-services-"))
     started: list[Process] = []
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
 
     def start(proc: Process) -> str:
         started.append(proc)
@@ -242,6 +261,8 @@ def running_services() -> Iterator[Endpoints]:
         for proc in reversed(started):
             proc.stop()
         shutil.rmtree(workdir, ignore_errors=True)
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from mlemremote.core.errors import (
     MlemError,
     MlemObjectNotFound,
     MlemObjectNotSavedError,
+    MlemRootNotFound,
     ObjectExistsError,
     RevisionNotSupportedError,
     WrongMetaType,
@@ -498,3 +499,33 @@ def test_every_error_is_a_mlem_error(backend: Backend) -> None:
         load_meta(backend.uri("nothing"), **opts(backend))
     with pytest.raises(MlemError):
         load_meta("unknown-scheme://x")
+
+
+def test_links_in_mlem_object_store_form_load(backend: Backend) -> None:
+    """MLEM 0.2.0 on S3 wrote `path: bucket/key` and `repo: bucket/repo` (no scheme)."""
+    r = repo(backend, "team", "repo")
+    MlemModel(model_type={"v": 1}).dump("models/rf", repo=r, external=True, **opts(backend))
+    MlemModel(model_type={"v": 2}).dump(backend.uri("loose", "rf"), **opts(backend))
+    bucket = backend.fspath(backend.root).strip("/")
+    if backend.name in ("local", "memory"):
+        # No bucket: a bare relative path outside a repo is relative to the link's folder.
+        path, repo_field = "../loose/rf.mlem", f"{backend.fspath(r)}"
+    else:
+        path, repo_field = f"{bucket}/loose/rf.mlem", f"{bucket}/team/repo"
+    backend.write(backend.uri("aliases", "a.mlem"),
+                  f"object_type: link\nlink_type: model\npath: {path}\n")  # fmt: skip
+    backend.write(backend.uri("aliases", "b.mlem"),
+                  f"object_type: link\nlink_type: model\npath: models/rf.mlem\n"
+                  f"repo: {repo_field}\n")  # fmt: skip
+    assert load_meta(backend.uri("aliases", "a"), **opts(backend)).model_type == {"v": 2}
+    assert load_meta(backend.uri("aliases", "b"), **opts(backend)).model_type == {"v": 1}
+
+
+def test_target_repo_must_be_a_repo(backend: Backend) -> None:
+    model(backend, "rf")
+    before = backend.files()
+    with pytest.raises(MlemRootNotFound):
+        link(backend.uri("rf"), target="l", target_repo=backend.uri("nope"), **opts(backend))
+    with pytest.raises(MlemRootNotFound):
+        load_meta("l", repo=backend.uri("nope"), **opts(backend))
+    assert backend.files() == before

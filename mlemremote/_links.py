@@ -29,7 +29,7 @@ from mlemremote.core.errors import (
     ObjectExistsError,
     WrongMetaType,
 )
-from mlemremote.core.objects import TYPE_FOLDERS, MlemLink, MlemObject, parse
+from mlemremote.core.objects import TYPE_FOLDERS, MlemLink, MlemObject, parse, type_folder
 
 MAX_HOPS = 32
 
@@ -45,10 +45,11 @@ def read_object(loc: Location) -> MlemObject | None:
     return obj
 
 
-def _candidates(loc: Location, repo_given: bool) -> Iterator[Location]:
+def _candidates(loc: Location, repo_given: bool, prefer: str | None) -> Iterator[Location]:
     """Where the metafile of `loc` may be, cheapest guess first; a repo is only looked up
-    (with requests) after the direct guess missed."""
-    has_ext = loc.fullpath.endswith(MLEM_EXT)
+    (with requests) after the direct guess missed. `prefer`: the type folder to try first
+    after the direct guess (MLEM names objects in `.mlem/<type>/` by name alone)."""
+    has_ext = loc.fullpath.endswith(MLEM_EXT) and posixpath.basename(loc.fullpath) != MLEM_DIR
     base = loc.fullpath[: -len(MLEM_EXT)] if has_ext else loc.fullpath
     direct = loc.sibling(base + MLEM_EXT, repo=loc._repo)
 
@@ -68,11 +69,18 @@ def _candidates(loc: Location, repo_given: bool) -> Iterator[Location]:
         yield from in_folders(loc.repo, TYPE_FOLDERS[1:])
     else:
         yield direct
-        yield from in_folders(direct.repo, TYPE_FOLDERS)
+        folders: tuple[str, ...] = TYPE_FOLDERS
+        if prefer in folders:
+            folders = (prefer, *(f for f in folders if f != prefer))
+        yield from in_folders(direct.repo, folders)
 
 
 def find_meta(
-    loc: Location, *, repo_given: bool = False, chain: list[str] | None = None
+    loc: Location,
+    *,
+    repo_given: bool = False,
+    chain: list[str] | None = None,
+    prefer: str | None = None,
 ) -> MlemObject:
     """Load the object that `loc` names (a metafile, or an object name in a repo).
 
@@ -80,7 +88,7 @@ def find_meta(
     raises `LinkCycleError` before it is read a second time.
     """
     tried: list[str] = []
-    for candidate in _candidates(loc, repo_given):
+    for candidate in _candidates(loc, repo_given, prefer):
         key = str(candidate)
         if chain is not None and key in chain:
             raise LinkCycleError([*chain, key])
@@ -156,7 +164,7 @@ def walk(start: MlemObject, *, follow_links: bool = True) -> tuple[MlemObject, l
     obj = start
     while isinstance(obj, MlemLink):
         target = link_target(obj)
-        found = find_meta(target, chain=chain)
+        found = find_meta(target, chain=chain, prefer=type_folder(obj.link_type))
         chain.append(str(found.location))
         if len(chain) - 1 > MAX_HOPS:
             raise LinkChainTooLongError(chain, MAX_HOPS)
@@ -168,8 +176,7 @@ def walk(start: MlemObject, *, follow_links: bool = True) -> tuple[MlemObject, l
 
 
 def _check_type(link: MlemLink, found: MlemObject) -> None:
-    expected = "dataset" if link.link_type == "data" else link.link_type
-    if found.resolved_type != expected:
+    if type_folder(found.resolved_type) != type_folder(link.link_type):
         kind = (
             f"a link to a {found.resolved_type}"
             if isinstance(found, MlemLink)

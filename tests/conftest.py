@@ -31,6 +31,9 @@ from fsspec.spec import AbstractFileSystem
 sys.path.insert(0, str(Path(__file__).parent))
 from services import S3_KEY, S3_SECRET, Endpoints, running_services, s3_server_names
 
+# tests/data/make_mlem_fixtures.py runs under the MLEM peer's Python, not here.
+collect_ignore = ["data"]
+
 BACKENDS = ["local", "memory", *(f"s3-{name}" for name in s3_server_names()), "gcs", "azure"]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -529,3 +530,27 @@ def test_target_repo_must_be_a_repo(backend: Backend) -> None:
     with pytest.raises(MlemRootNotFound):
         load_meta("l", repo=backend.uri("nope"), **opts(backend))
     assert backend.files() == before
+
+
+# -- files written by the real MLEM 0.2.0 (tests/data/make_mlem_fixtures.py) --------------
+MLEM_FIXTURES = Path(__file__).parent / "data" / "mlem-0.2.0"
+
+
+def test_repo_written_by_mlem_loads_and_round_trips(backend: Backend) -> None:
+    for path in MLEM_FIXTURES.rglob("*"):
+        if path.is_file():
+            backend.write(backend.uri(*path.relative_to(MLEM_FIXTURES).parts), path.read_bytes())
+    r = backend.uri("repo")
+    for name in ("latest", "latest-ext", "internal", "chained", "models/rf", "rf-internal"):
+        loaded = load_meta(name, repo=r, **opts(backend))
+        assert isinstance(loaded, MlemModel), name
+        assert loaded.model_type is not None and loaded.model_type["type"] == "callable"
+    assert load_meta("internal", repo=r, **opts(backend)).loc.path == ".mlem/model/rf-internal.mlem"
+    numbers = load_meta("numbers", repo=r, **opts(backend))
+    assert isinstance(numbers, MlemData) and numbers.object_type == "dataset"
+    chained = load_meta("chained", repo=r, follow_links=False, **opts(backend))
+    assert isinstance(chained, MlemLink) and chained.link_type == "model"
+    for path in (p for p in MLEM_FIXTURES.rglob("*.mlem") if p.is_file()):
+        uri = backend.uri(*path.relative_to(MLEM_FIXTURES).parts)
+        obj = load_meta(uri, follow_links=False, **opts(backend))
+        assert obj.to_yaml() == path.read_text(), path

@@ -255,20 +255,10 @@ def parse(data: bytes, uri: str) -> MlemObject:
         raise DeserializationError(f"{uri}: invalid {object_type} metafile: {problems}") from exc
 
 
-def class_for(link_type: str) -> type[MlemObject] | None:
-    return {cls.type_folder: cls for cls in _CLASSES}.get(
-        "dataset" if link_type == "data" else link_type
-    )
+def type_folder(object_type: str) -> str:
+    """The `.mlem/<folder>/` of an object type (`data` and `dataset` share one)."""
+    return "dataset" if object_type == "data" else object_type
 
-
-_CLASSES: tuple[type[MlemObject], ...] = (
-    MlemModel,
-    MlemData,
-    MlemLink,
-    MlemEnv,
-    MlemDeployment,
-    MlemPackager,
-)
 
 __all__ = [
     "MlemData",

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import posixpath
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 import fsspec
@@ -288,9 +290,35 @@ def repo_from_path(fullpath: str) -> str | None:
     return None
 
 
-def _find_repo(loc: Location) -> str | None:
+# Repo probes made during one API call, so that the source and the target of a link,
+# which often share their upper folders, do not ask for the same config.yaml twice.
+_probes: ContextVar[dict[str, bool] | None] = ContextVar("mlemremote_probes", default=None)
+
+
+@contextmanager
+def shared_repo_probes() -> Iterator[None]:
+    token = _probes.set({})
+    try:
+        yield
+    finally:
+        _probes.reset(token)
+
+
+def _is_repo_root(loc: Location, folder: str) -> bool:
     from mlemremote._storage import read_bytes
 
+    config = loc.sibling(join(folder, MLEM_DIR, CONFIG_FILE), repo=None)
+    cache = _probes.get()
+    key = str(config) + f"|{id(loc.fs)}"
+    if cache is not None and key in cache:
+        return cache[key]
+    found = read_bytes(config) is not None
+    if cache is not None:
+        cache[key] = found
+    return found
+
+
+def _find_repo(loc: Location) -> str | None:
     named = repo_from_path(loc.fullpath)
     if named is not None:
         return named
@@ -299,7 +327,7 @@ def _find_repo(loc: Location) -> str | None:
     if folder.endswith(MLEM_EXT):  # a metafile: its folder is the first candidate
         folder = posixpath.dirname(folder)
     while True:
-        if read_bytes(loc.sibling(join(folder, MLEM_DIR, CONFIG_FILE), repo=None)) is not None:
+        if _is_repo_root(loc, folder):
             return folder
         if folder in (top, "", "/") or not is_inside(folder, top):
             return None

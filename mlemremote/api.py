@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from mlemremote import _links
-from mlemremote._location import CONFIG_FILE, MLEM_DIR, join, resolve
+from mlemremote._location import CONFIG_FILE, MLEM_DIR, join, resolve, shared_repo_probes
 from mlemremote._storage import read_bytes, write_bytes
 from mlemremote.core.errors import (
     InvalidLinkError,
@@ -94,6 +94,24 @@ def link(
     >>> link(os.path.join(folder, "models", "rf"), target=os.path.join(folder, "latest")).path
     './models/rf.mlem'
     """
+    with shared_repo_probes():
+        return _link(
+            source, source_repo, rev, target, target_repo, external, follow_links, absolute,
+            storage_options,
+        )  # fmt: skip
+
+
+def _link(
+    source: str | MlemObject,
+    source_repo: str | None,
+    rev: str | None,
+    target: str | None,
+    target_repo: str | None,
+    external: bool | None,
+    follow_links: bool,
+    absolute: bool,
+    storage_options: StorageOptions | None,
+) -> MlemLink:
     chain: list[str] = []
     if isinstance(source, MlemObject):
         if not source.is_saved:

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import posixpath
+import uuid
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any
+
+import yaml
 
 from mlemremote._location import (
     CONFIG_FILE,
@@ -18,8 +23,9 @@ from mlemremote._location import (
     resolve,
     split_scheme,
 )
-from mlemremote._storage import read_bytes, write_bytes
+from mlemremote._stores import Expect, Expected, WriteConflict, read_bytes, store_for
 from mlemremote.core.errors import (
+    AliasChangedError,
     InvalidLinkError,
     LinkChainTooLongError,
     LinkCycleError,
@@ -27,6 +33,7 @@ from mlemremote.core.errors import (
     MlemObjectNotSavedError,
     MlemRootNotFound,
     ObjectExistsError,
+    RevisionNotSupportedError,
     WrongMetaType,
 )
 from mlemremote.core.objects import TYPE_FOLDERS, MlemLink, MlemObject, parse, type_folder
@@ -37,11 +44,11 @@ MAX_HOPS = 32
 # -- reading ---------------------------------------------------------------------------
 def read_object(loc: Location) -> MlemObject | None:
     """The object in the metafile at `loc` (one GET), or None when there is none."""
-    data = read_bytes(loc)
-    if data is None:
+    blob = store_for(loc).read(loc)
+    if blob is None:
         return None
-    obj = parse(data, str(loc))
-    obj._location = loc
+    obj = parse(blob.data, str(loc))
+    obj._location, obj._token, obj._version = loc, blob.token, blob.version
     return obj
 
 
@@ -51,7 +58,7 @@ def _candidates(loc: Location, repo_given: bool, prefer: str | None) -> Iterator
     after the direct guess (MLEM names objects in `.mlem/<type>/` by name alone)."""
     has_ext = loc.fullpath.endswith(MLEM_EXT) and posixpath.basename(loc.fullpath) != MLEM_DIR
     base = loc.fullpath[: -len(MLEM_EXT)] if has_ext else loc.fullpath
-    direct = loc.sibling(base + MLEM_EXT, repo=loc._repo)
+    direct = loc.sibling(base + MLEM_EXT, repo=loc._repo, same_version=True)
 
     def in_folders(repo: str | None, folders: tuple[str, ...]) -> Iterator[Location]:
         if repo is None or not is_inside(base, repo) or base == repo:
@@ -60,7 +67,8 @@ def _candidates(loc: Location, repo_given: bool, prefer: str | None) -> Iterator
         if MLEM_DIR in name.split("/"):
             return
         for folder in folders:
-            yield loc.sibling(join(repo, MLEM_DIR, folder, name + MLEM_EXT), repo=repo)
+            path = join(repo, MLEM_DIR, folder, name + MLEM_EXT)
+            yield loc.sibling(path, repo=repo, same_version=True)
 
     if repo_given and not has_ext:
         # A name in a repo is most often an alias: look in .mlem/link/ first.
@@ -100,14 +108,17 @@ def find_meta(
 
 
 def link_target(link: MlemLink) -> Location:
-    """Where `link` points, resolved against the metafile it was loaded from."""
+    """Where `link` points, resolved against the metafile it was loaded from (and at the
+    link's `rev`, when it has one)."""
     if link._points_to is not None:
         return link._points_to
-    base = link.location
+    loc = _target(link, link.location)
+    return at_revision(loc, link.rev) if link.rev is not None else loc
+
+
+def _target(link: MlemLink, base: Location | None) -> Location:
     if link.repo is not None:
         return _repo_link_target(link, link.repo, base)
-    if link.rev is not None:
-        raise InvalidLinkError(f"{_name(link)}: 'rev' needs 'repo'")
     scheme, _ = split_scheme(link.path)
     if scheme is not None:
         return resolve(link.path, like=base)
@@ -147,8 +158,7 @@ def _repo_link_target(link: MlemLink, repo: str, base: Location | None) -> Locat
     full = join(repo_loc.fullpath, link.path)
     if not is_inside(full, repo_loc.fullpath):
         raise InvalidLinkError(f"{_name(link)}: path {link.path!r} leaves repo {repo}")
-    loc = repo_loc.sibling(full, repo=repo_loc.fullpath)
-    return at_revision(loc, link.rev) if link.rev is not None else loc
+    return repo_loc.sibling(full, repo=repo_loc.fullpath)
 
 
 def _name(obj: MlemObject) -> str:
@@ -259,36 +269,36 @@ def require_repo(repo_loc: Location) -> None:
 
 
 def write_object(obj: MlemObject, target: Location) -> None:
-    write_bytes(target, obj.to_yaml().encode(), create_only=False)
-    obj._location = target
+    written = store_for(target).write(target, obj.to_yaml().encode(), Expect.ANY)
+    obj._location, obj._token, obj._version = target, written.token, written.version
 
 
-def link_to(obj: MlemObject) -> MlemLink:
-    """An unsaved link to a saved object, in its absolute form."""
-    if obj.location is None:
+def link_to(obj: MlemObject, at: Location | None = None) -> MlemLink:
+    """An unsaved link to a saved object (at location `at`, e.g. a pinned version), in
+    its absolute form."""
+    src = at or obj.location
+    if src is None:
         raise MlemObjectNotSavedError("cannot link to an object that is not saved")
-    fields = _absolute_fields(obj.location)
+    fields = _absolute_fields(src)
     link = MlemLink(
         link_type=obj.resolved_type,
         path=fields["path"],
         repo=fields.get("repo"),
         rev=fields.get("rev"),
     )
-    link._points_to = obj.location
+    link._points_to = src
     return link
 
 
 def _absolute_fields(src: Location) -> dict[str, str]:
     if src.git_root is not None:
         repo = src.repo
-        fields = {
-            "repo": src.uri_of(repo if repo is not None else ""),
-            "path": src.path,
-        }
-        return {**fields, "rev": src.rev} if src.rev is not None else fields
-    if src.repo is not None:
-        return {"repo": src.repo_uri or "", "path": src.path}
-    return {"path": src.uri}
+        fields = {"repo": src.uri_of(repo if repo is not None else ""), "path": src.path}
+    elif src.repo is not None:
+        fields = {"repo": src.repo_uri or "", "path": src.path}
+    else:
+        fields = {"path": src.uri}
+    return {**fields, "rev": src.rev} if src.rev is not None else fields
 
 
 def _relative_fields(src: Location, dest: Location, absolute: bool) -> dict[str, str]:
@@ -307,24 +317,204 @@ def _relative_fields(src: Location, dest: Location, absolute: bool) -> dict[str,
     return {"path": rel if rel.startswith("../") else "./" + rel}
 
 
-def write_link(link: MlemLink, target: Location, *, absolute: bool = False) -> None:
-    """Write `link` at `target`; an existing link is replaced, anything else is kept."""
+# How often a plain (unconditional) link write looks again when the alias keeps changing
+# between its read and its conditional write.
+_PLAIN_WRITE_ATTEMPTS = 8
+
+
+def write_link(
+    link: MlemLink,
+    target: Location,
+    *,
+    absolute: bool = False,
+    expected: MlemLink | str | None = None,
+) -> None:
+    """Write `link` at `target`. An existing link is replaced, anything else is kept.
+
+    Every write is conditional on what was read, so a model that appears meanwhile is
+    never overwritten. With `expected` (the link as loaded before, or its token) the write
+    is a compare-and-swap: `AliasChangedError` when the alias changed since.
+    """
     if link._points_to is not None:
         if str(link._points_to) == str(target):
             raise InvalidLinkError(f"{target}: a link cannot point at itself")
         fields = _relative_fields(link._points_to, target, absolute)
         link.path, link.repo, link.rev = fields["path"], fields.get("repo"), fields.get("rev")
-    existing = read_bytes(target)
-    if existing is not None:
+    data = link.to_yaml().encode()
+    store = store_for(target)
+    if expected is not None:
+        token = _expected_token(expected, target)
         try:
-            current = parse(existing, str(target))
-        except Exception as exc:
-            raise ObjectExistsError(
-                f"{target} exists and is not a link; it was left untouched"
+            written = store.write(target, data, token)
+        except WriteConflict as exc:
+            raise AliasChangedError(
+                f"{target} changed since it was read; nothing was written"
             ) from exc
-        if not isinstance(current, MlemLink):
-            raise ObjectExistsError(
-                f"{target} is a {current.object_type}, not a link; it was left untouched"
+    else:
+        for _ in range(_PLAIN_WRITE_ATTEMPTS):
+            try:
+                written = store.write(target, data, _current_link_token(target))
+                break
+            except WriteConflict:
+                continue  # another writer moved the alias between our read and write
+        else:
+            raise AliasChangedError(f"{target} kept changing; nothing was written")
+    link._location, link._token, link._version = target, written.token, written.version
+    _log_move(link, target, written.version)
+
+
+def _expected_token(expected: MlemLink | str, target: Location) -> Expected:
+    if isinstance(expected, MlemLink):
+        if expected.location is None or str(expected.location) != str(target):
+            raise InvalidLinkError(
+                f"expected= must be the link at {target} as loaded, not {_name(expected)}"
             )
-    write_bytes(target, link.to_yaml().encode(), create_only=existing is None)
-    link._location = target
+        if expected._token is None:
+            raise InvalidLinkError("expected= link carries no version token: load it first")
+        return expected._token
+    # A bare token: make sure it is a link that we would replace, not a model.
+    if _current_link_token(target) == Expect.ABSENT:
+        raise AliasChangedError(f"{target} does not exist; nothing was written")
+    return expected
+
+
+def _current_link_token(target: Location) -> Expected:
+    """The token of the link at `target` (Expect.ABSENT when there is none); raises
+    `ObjectExistsError` when something other than a link is there."""
+    blob = store_for(target).read(target)
+    if blob is None:
+        return Expect.ABSENT
+    try:
+        current = parse(blob.data, str(target))
+    except Exception as exc:
+        raise ObjectExistsError(
+            f"{target} exists and is not a link; it was left untouched"
+        ) from exc
+    if not isinstance(current, MlemLink):
+        raise ObjectExistsError(
+            f"{target} is a {current.object_type}, not a link; it was left untouched"
+        )
+    return blob.token
+
+
+# -- history -----------------------------------------------------------------------------
+HISTORY_DIR = "history"
+
+
+def history_folder(target: Location) -> Location | None:
+    """Where the append-only log of moves of the link at `target` lives (in its repo's
+    `.mlem/history/`), or None outside a repo."""
+    repo = target.repo
+    if repo is None:
+        return None
+    rel = relpath(target.fullpath, repo)
+    prefix = f"{MLEM_DIR}/link/"
+    key = "link/" + rel[len(prefix) :] if rel.startswith(prefix) else "external/" + rel
+    return target.sibling(join(repo, MLEM_DIR, HISTORY_DIR, key), repo=repo)
+
+
+def _log_move(link: MlemLink, target: Location, version: str | None) -> None:
+    """Append one entry per move where the bucket keeps no versions of its own."""
+    store = store_for(target)
+    if store.keeps_versions(target, version):
+        return
+    folder = history_folder(target)
+    if folder is None:
+        return
+    now = datetime.now(timezone.utc)
+    entry = {"time": now.isoformat(), "link": link.to_dict(), "token": link._token}
+    name = f"{now:%Y%m%dT%H%M%S%fZ}-{uuid.uuid4().hex[:12]}.yaml"
+    log = folder.sibling(join(folder.fullpath, name), repo=folder._repo)
+    data = yaml.safe_dump(entry, sort_keys=True, default_flow_style=False).encode()
+    store.write(log, data, Expect.ABSENT)  # never rewritten
+
+
+def pinned_location(obj: MlemObject) -> Location:
+    """Where `obj` is, at the version it has now: the git commit (the file must be
+    committed), or the object version that was read (the bucket must keep versions)."""
+    loc = obj.loc
+    if loc.rev is not None:
+        return loc
+    if loc.is_local:
+        return at_revision(loc, _git_head_of(loc))
+    store = store_for(loc)
+    if obj._version is None or not store.keeps_versions(loc, obj._version):
+        raise RevisionNotSupportedError(
+            f"pin=True: {store.describe(loc)} keeps no versions of {loc} "
+            "(use a versioned bucket or a git repository)"
+        )
+    return at_revision(loc, obj._version)
+
+
+def _git_head_of(loc: Location) -> str:
+    try:
+        import pygit2
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        raise RevisionNotSupportedError("pin=True on local disk needs pygit2") from exc
+    gitdir = pygit2.discover_repository(posixpath.dirname(loc.fullpath))
+    if gitdir is None:
+        raise RevisionNotSupportedError(
+            f"pin=True: local disk keeps no versions and {loc} is not in a git repository"
+        )
+    repository = pygit2.Repository(gitdir)
+    rel = relpath(loc.fullpath, repository.workdir.rstrip("/"))
+    if repository.head_is_unborn or repository.status_file(rel) != pygit2.GIT_STATUS_CURRENT:
+        raise RevisionNotSupportedError(
+            f"pin=True: {loc} has changes that are not committed; commit them first"
+        )
+    return str(repository.head.target)
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    """One place an alias pointed to: when, the link as written, and its version id."""
+
+    time: datetime
+    link: MlemLink
+    version: str | None
+
+
+def history_of(target: Location) -> list[HistoryEntry]:
+    """The moves of the link at `target`, newest first (see `api.history`)."""
+    store = store_for(target)
+    entries: list[HistoryEntry] = []
+    if store.versioned(target):
+        for version in store.versions(target):
+            if version.deleted:
+                continue
+            obj = read_object(at_revision(target, version.version))
+            if isinstance(obj, MlemLink):
+                entries.append(HistoryEntry(version.time, _unsaved(obj), version.version))
+        return entries
+    folder = history_folder(target)
+    if folder is None:
+        raise MlemRootNotFound(
+            f"{target} is not in a repo and {store.describe(target)} keeps no versions: "
+            "there is no history"
+        )
+    for name in sorted(_list_names(folder), reverse=True):
+        blob = store.read(folder.sibling(join(folder.fullpath, name), repo=folder._repo))
+        if blob is None:
+            continue
+        entry = yaml.safe_load(blob.data)
+        link = MlemLink.model_validate(entry["link"])
+        time = datetime.fromisoformat(entry["time"])
+        entries.append(HistoryEntry(time, link, entry.get("token")))
+    return entries
+
+
+def _unsaved(link: MlemLink) -> MlemLink:
+    copy = link.model_copy()
+    copy._location = None
+    return copy
+
+
+def _list_names(folder: Location) -> list[str]:
+    fs = folder.fs
+    try:
+        fs.invalidate_cache(folder.fullpath)
+        found = fs.ls(folder.fullpath, detail=False)
+    except FileNotFoundError:
+        return []
+    names = [posixpath.basename(str(p).rstrip("/")) for p in found]
+    return [n for n in names if n.endswith(".yaml")]

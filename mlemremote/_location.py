@@ -117,10 +117,20 @@ class Location:
             and self.bucket == other.bucket
         )
 
-    def sibling(self, fullpath: str, *, repo: str | None = _UNKNOWN) -> Location:
-        """Another path on the same filesystem (and revision)."""
+    def sibling(
+        self, fullpath: str, *, repo: str | None = _UNKNOWN, same_version: bool = False
+    ) -> Location:
+        """Another path on the same filesystem. A git revision covers the whole tree, so
+        it carries over; an object version belongs to one object, so it carries over only
+        with `same_version` (other names for the same object)."""
+        keep = self.git_root is not None or same_version
         return Location(
-            self.fs, fullpath, self.scheme, repo=repo, rev=self.rev, git_root=self.git_root
+            self.fs,
+            fullpath,
+            self.scheme,
+            repo=repo,
+            rev=self.rev if keep else None,
+            git_root=self.git_root,
         )
 
     def __repr__(self) -> str:
@@ -243,16 +253,16 @@ def _protocols(fs: AbstractFileSystem) -> tuple[str, ...]:
 
 
 def at_revision(loc: Location, rev: str) -> Location:
-    """The same location read from revision `rev` (a git commit, branch or tag).
-
-    Git working trees on local disk are supported; object-store versions are a later
-    feature, so other backends raise `RevisionNotSupportedError` naming the backend.
-    """
+    """The same location read at revision `rev`: a git commit, branch or tag on local
+    disk; an S3 VersionId or a GCS generation in a bucket that keeps versions. Other
+    backends raise `RevisionNotSupportedError` naming the backend."""
+    if not isinstance(rev, str) or not rev:
+        raise RevisionNotFound(f"rev must be a non-empty string, not {rev!r}")
     if not loc.is_local:
-        raise RevisionNotSupportedError(
-            f"rev={rev!r}: revisions are supported for git repositories on local disk, "
-            f"not yet for {loc.scheme}:// ({loc.uri})"
-        )
+        from mlemremote._stores import store_for
+
+        store_for(loc).check_versions(loc)
+        return Location(loc.fs, loc.fullpath, loc.scheme, repo=loc._repo, rev=rev)
     try:
         import pygit2
         from fsspec.implementations.git import GitFileSystem
@@ -263,7 +273,10 @@ def at_revision(loc: Location, rev: str) -> Location:
     start = loc.fullpath if os.path.isdir(loc.fullpath) else os.path.dirname(loc.fullpath)
     gitdir = pygit2.discover_repository(start)
     if gitdir is None:
-        raise RevisionNotSupportedError(f"rev={rev!r}: {loc.uri} is not in a git repository")
+        raise RevisionNotSupportedError(
+            f"rev={rev!r}: local disk keeps no versions outside git, and {loc.uri} is not "
+            "in a git repository"
+        )
     repository = pygit2.Repository(gitdir)
     try:
         repository.revparse_single(rev)
@@ -305,7 +318,7 @@ def shared_repo_probes() -> Iterator[None]:
 
 
 def _is_repo_root(loc: Location, folder: str) -> bool:
-    from mlemremote._storage import read_bytes
+    from mlemremote._stores import read_bytes
 
     config = loc.sibling(join(folder, MLEM_DIR, CONFIG_FILE), repo=None)
     cache = _probes.get()

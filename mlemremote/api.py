@@ -18,13 +18,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from mlemremote import _links
+from mlemremote._links import HistoryEntry
 from mlemremote._location import CONFIG_FILE, MLEM_DIR, join, resolve, shared_repo_probes
-from mlemremote._storage import read_bytes, write_bytes
+from mlemremote._stores import Expect, WriteConflict, store_for
 from mlemremote.core.errors import (
     InvalidLinkError,
     MlemObjectNotFound,
     MlemObjectNotSavedError,
-    ObjectExistsError,
 )
 from mlemremote.core.objects import MlemLink, MlemObject
 
@@ -78,6 +78,8 @@ def link(
     absolute: bool = False,
     *,
     storage_options: StorageOptions | None = None,
+    pin: bool = False,
+    expected: MlemLink | str | None = None,
 ) -> MlemLink:
     """Create a link to `source` (a path, URI, name in `source_repo`, or saved object).
 
@@ -87,6 +89,11 @@ def link(
     bucket with no repo) unless `absolute`; otherwise full URIs. An existing link at the
     target is replaced; any other object there raises `ObjectExistsError`.
 
+    `rev` names a version of the source: a git commit, branch or tag on local disk, an
+    S3 VersionId or a GCS generation. `pin=True` records the version the source has now.
+    `expected` (the link at the target as loaded earlier, or its ETag/generation) makes
+    the move a compare-and-swap: `AliasChangedError` if the alias changed since.
+
     >>> import tempfile, os
     >>> from mlemremote import MlemModel, link, load_meta
     >>> folder = tempfile.mkdtemp()
@@ -94,10 +101,12 @@ def link(
     >>> link(os.path.join(folder, "models", "rf"), target=os.path.join(folder, "latest")).path
     './models/rf.mlem'
     """
+    if pin and rev is not None:
+        raise InvalidLinkError("give rev= or pin=True, not both")
     with shared_repo_probes():
         return _link(
             source, source_repo, rev, target, target_repo, external, follow_links, absolute,
-            storage_options,
+            storage_options, pin, expected,
         )  # fmt: skip
 
 
@@ -111,6 +120,8 @@ def _link(
     follow_links: bool,
     absolute: bool,
     storage_options: StorageOptions | None,
+    pin: bool,
+    expected: MlemLink | str | None,
 ) -> MlemLink:
     chain: list[str] = []
     if isinstance(source, MlemObject):
@@ -124,7 +135,7 @@ def _link(
     if isinstance(meta, MlemLink):
         # Linking a link: it must resolve, and not through the target (that would be a cycle).
         _, chain = _links.walk(meta)
-    new_link = _links.link_to(meta)
+    new_link = _links.link_to(meta, _links.pinned_location(meta) if pin else None)
     if target is None:
         return new_link
     target_loc = _links.target_location(
@@ -134,7 +145,7 @@ def _link(
         raise InvalidLinkError(
             f"linking {target_loc} to {meta.location} would make a cycle: " + " -> ".join(chain)
         )
-    _links.write_link(new_link, target_loc, absolute=absolute)
+    _links.write_link(new_link, target_loc, absolute=absolute, expected=expected)
     return new_link
 
 
@@ -152,12 +163,80 @@ def init(path: str = ".", *, storage_options: StorageOptions | None = None) -> N
     if MLEM_DIR in loc.fullpath.split("/"):
         raise InvalidLinkError(f"cannot make a repo inside {MLEM_DIR}/: {loc}")
     config = loc.sibling(join(loc.fullpath, MLEM_DIR, CONFIG_FILE), repo=loc.fullpath)
-    if read_bytes(config) is not None:
+    store = store_for(config)
+    if store.read(config) is not None:
         return
     try:
-        write_bytes(config, b"", create_only=True)
-    except ObjectExistsError:
+        store.write(config, b"", Expect.ABSENT)
+    except WriteConflict:
         return  # another process made it a repo in the meantime
 
 
-__all__ = ["init", "link", "load_meta"]
+__all__ = ["HistoryEntry", "history", "init", "link", "load_meta", "rollback"]
+
+
+def history(
+    path: str, repo: str | None = None, *, storage_options: StorageOptions | None = None
+) -> list[HistoryEntry]:
+    """Where the alias `path` (in `repo`) pointed over time, newest first.
+
+    From the bucket's object versions where it keeps them (versioned S3 and GCS buckets);
+    elsewhere from the append-only log under `<repo>/.mlem/history/`, one object per move.
+
+    >>> import tempfile
+    >>> from mlemremote import MlemModel, init, link
+    >>> from mlemremote.api import history
+    >>> repo = tempfile.mkdtemp()
+    >>> init(repo)
+    >>> for name in ("v1", "v2"):
+    ...     _ = MlemModel().dump(name, repo=repo, external=True)
+    ...     _ = link(name, source_repo=repo, target="latest", target_repo=repo)
+    >>> [entry.link.path for entry in history("latest", repo=repo)]
+    ['v2.mlem', 'v1.mlem']
+    """
+    current = load_meta(path, repo, follow_links=False, storage_options=storage_options)
+    if not isinstance(current, MlemLink):
+        raise InvalidLinkError(f"{current.location} is a {current.object_type}, not a link")
+    return _links.history_of(current.loc)
+
+
+def rollback(
+    path: str,
+    repo: str | None = None,
+    to: int | HistoryEntry = 1,
+    *,
+    storage_options: StorageOptions | None = None,
+) -> MlemLink:
+    """Move the alias back to an earlier target: `to` is an index into `history()`
+    (1, the default, is the previous target) or one of its entries. The move is a
+    compare-and-swap against the alias as read here (`AliasChangedError` if it moved).
+
+    >>> import tempfile
+    >>> from mlemremote import MlemModel, init, link, load_meta
+    >>> from mlemremote.api import rollback
+    >>> repo = tempfile.mkdtemp()
+    >>> init(repo)
+    >>> for name in ("v1", "v2"):
+    ...     _ = MlemModel(model_type={"name": name}).dump(name, repo=repo, external=True)
+    ...     _ = link(name, source_repo=repo, target="latest", target_repo=repo)
+    >>> rollback("latest", repo=repo).path
+    'v1.mlem'
+    >>> load_meta("latest", repo=repo).model_type
+    {'name': 'v1'}
+    """
+    current = load_meta(path, repo, follow_links=False, storage_options=storage_options)
+    if not isinstance(current, MlemLink):
+        raise InvalidLinkError(f"{current.location} is a {current.object_type}, not a link")
+    if isinstance(to, int):
+        entries = _links.history_of(current.loc)
+        if not 0 <= to < len(entries):
+            raise InvalidLinkError(f"{current.location} has {len(entries)} history entries")
+        entry = entries[to]
+    else:
+        entry = to
+    previous = entry.link.model_copy()
+    previous._location = current.loc
+    _links.walk(previous)  # the old target must still resolve
+    previous._location = None
+    _links.write_link(previous, current.loc, expected=current)
+    return previous

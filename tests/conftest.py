@@ -15,6 +15,7 @@ import os
 os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
 
 import contextlib
+import subprocess
 import sys
 import uuid
 from collections import Counter
@@ -119,7 +120,9 @@ class Backend:
             self.fs.invalidate_cache()
 
 
-def make_backend(name: str, endpoints: Endpoints | None, tmp_path: Path) -> Backend:
+def make_backend(
+    name: str, endpoints: Endpoints | None, tmp_path: Path, *, versioned: bool = False
+) -> Backend:
     bucket = f"t-{uuid.uuid4().hex[:12]}"
     if name == "local":
         return Backend(name, "file", str(tmp_path / "root"), None, fsspec.filesystem("file"))
@@ -136,7 +139,13 @@ def make_backend(name: str, endpoints: Endpoints | None, tmp_path: Path) -> Back
     else:  # pragma: no cover
         raise ValueError(name)
     fs = fsspec.filesystem(scheme, **options)
-    fs.mkdir(bucket)
+    if versioned and scheme == "s3":
+        fs.mkdir(bucket)
+        fs.make_bucket_versioned(bucket)
+    elif versioned and scheme == "gs":
+        fs.mkdir(bucket, enable_versioning=True)
+    else:
+        fs.mkdir(bucket)
     return Backend(name, scheme, f"{scheme}://{bucket}", options, fs)
 
 
@@ -145,6 +154,59 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
     name = request.param
     endpoints = None if name in ("local", "memory") else request.getfixturevalue("endpoints")
     return make_backend(name, endpoints, tmp_path)
+
+
+# What keeps versions: git on local disk, versioned buckets on S3 and GCS.
+VERSIONED = {"local": "git", "gcs": "generation"} | {
+    name: "VersionId" for name in BACKENDS if name.startswith("s3-")
+}
+
+
+@pytest.fixture
+def versioned_backend(backend: Backend, request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    """The same backend with versions kept wherever it can: a git repository at the root
+    on local disk, a versioned bucket on S3 and GCS (memory and Azure: as they are)."""
+    endpoints = (
+        None if backend.name in ("local", "memory") else request.getfixturevalue("endpoints")
+    )
+    versioned = make_backend(backend.name, endpoints, tmp_path / "versioned", versioned=True)
+    if backend.name == "local":
+        os.makedirs(versioned.root)
+        git(versioned.root, "init", "-q", "-b", "main")
+    return versioned
+
+
+def git(folder: str, *args: str) -> str:
+    command = ["git", "-C", folder, "-c", "user.email=t@example.com", "-c", "user.name=t"]
+    done = subprocess.run([*command, *args], check=True, capture_output=True, text=True)
+    return done.stdout.strip()
+
+
+@pytest.fixture
+def reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every file read (one request each) made through mlemremote's stores, by URI."""
+    from mlemremote import _links, _stores, api
+
+    seen: list[str] = []
+    original = _stores.store_for
+
+    class Counting:
+        def __init__(self, store: Any) -> None:
+            self._store = store
+
+        def read(self, loc: Any) -> Any:
+            seen.append(str(loc))
+            return self._store.read(loc)
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self._store, name)
+
+    def counting_store_for(loc: Any) -> Any:
+        return Counting(original(loc))
+
+    for module in (_stores, _links, api):
+        monkeypatch.setattr(module, "store_for", counting_store_for)
+    return seen
 
 
 @pytest.fixture

@@ -18,7 +18,6 @@ import yaml
 from conftest import Backend
 from services import Endpoints
 
-from mlemremote import _links
 from mlemremote.api import init, link, load_meta
 from mlemremote.core.errors import (
     LinkCycleError,
@@ -156,8 +155,9 @@ def test_s3_requests_for_link_and_load(s3_counted: tuple[Backend, list[str]]) ->
     assert sent == ["GET latest.mlem", "GET rf.mlem"]
     sent.clear()
     for name, to in (("h1", "./rf.mlem"), ("h2", "./h1.mlem"), ("h3", "./h2.mlem")):
-        s3.write(s3.uri("models", f"{name}.mlem"),
-                 f"object_type: link\nlink_type: model\npath: {to}\n")  # fmt: skip
+        s3.write(
+            s3.uri("models", f"{name}.mlem"), f"object_type: link\nlink_type: model\npath: {to}\n"
+        )
     sent.clear()
     load_meta(s3.uri("models", "h3"), **so)
     assert len(sent) == 4 and all(r.startswith("GET") for r in sent)
@@ -184,7 +184,7 @@ def http_root(tmp_path: Path) -> Iterator[tuple[Path, str]]:
 
 
 @pytest.mark.backends("http")
-def test_links_read_over_http(http_root: tuple[Path, str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_links_read_over_http(http_root: tuple[Path, str], reads: list[str]) -> None:
     folder, url = http_root
     repo = str(folder / "repo")
     init(repo)
@@ -195,9 +195,7 @@ def test_links_read_over_http(http_root: tuple[Path, str], monkeypatch: pytest.M
     assert loaded.model_type == {"served": True}
     assert loaded.loc.uri == f"{url}/repo/models/rf.mlem"
     assert isinstance(load_meta(f"{url}/repo/.mlem/link/latest.mlem"), MlemModel)
-    reads: list[str] = []
-    original = _links.read_bytes
-    monkeypatch.setattr(_links, "read_bytes", lambda loc: reads.append(str(loc)) or original(loc))
+    reads.clear()
     assert isinstance(load_meta(f"{url}/loose"), MlemModel)
     assert len(reads) == 2
     with pytest.raises(ReadOnlyLocationError):

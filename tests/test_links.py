@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +10,6 @@ import yaml
 from conftest import Backend
 
 import mlemremote
-from mlemremote import _links
 from mlemremote.api import init, link, load_meta
 from mlemremote.core.errors import (
     DeserializationError,
@@ -23,7 +21,6 @@ from mlemremote.core.errors import (
     MlemObjectNotSavedError,
     MlemRootNotFound,
     ObjectExistsError,
-    RevisionNotSupportedError,
     WrongMetaType,
 )
 from mlemremote.core.objects import MlemData, MlemLink, MlemModel
@@ -190,8 +187,11 @@ def test_link_to_non_external_object_in_repo(backend: Backend) -> None:
 # -- 3. no repo: relative to the link's folder, survives moving the folder ---------------
 def test_no_repo_link_is_folder_relative_and_survives_move(backend: Backend) -> None:
     model(backend, "a", "models", "rf")
-    link(backend.uri("a", "models", "rf"), target=backend.uri("a", "aliases", "latest"),
-         **opts(backend))  # fmt: skip
+    link(
+        backend.uri("a", "models", "rf"),
+        target=backend.uri("a", "aliases", "latest"),
+        **opts(backend),
+    )
     assert yaml_at(backend, backend.uri("a", "aliases", "latest.mlem"))["path"] == (
         "../models/rf.mlem"
     )
@@ -251,8 +251,7 @@ def test_bad_targets_are_refused_and_nothing_written(
     MlemModel().dump("rf", repo=r, external=True, **opts(backend))
     before = backend.files()
     with pytest.raises(InvalidLinkError):
-        link("rf", source_repo=r, target=target, target_repo=r, external=external,
-             **opts(backend))  # fmt: skip
+        link("rf", source_repo=r, target=target, target_repo=r, external=external, **opts(backend))
     assert backend.files() == before
 
 
@@ -260,8 +259,7 @@ def test_uri_target_with_target_repo_is_refused(backend: Backend) -> None:
     r = repo(backend, "repo")
     MlemModel().dump("rf", repo=r, external=True, **opts(backend))
     with pytest.raises(InvalidLinkError):
-        link("rf", source_repo=r, target=backend.uri("elsewhere"), target_repo=r,
-             **opts(backend))  # fmt: skip
+        link("rf", source_repo=r, target=backend.uri("elsewhere"), target_repo=r, **opts(backend))
 
 
 def test_target_path_ending_in_slash_or_in_type_folder_is_refused(backend: Backend) -> None:
@@ -277,40 +275,14 @@ def test_target_path_ending_in_slash_or_in_type_folder_is_refused(backend: Backe
 def test_external_target_in_repo(backend: Backend) -> None:
     r = repo(backend, "repo")
     MlemModel().dump("rf", repo=r, external=True, **opts(backend))
-    link("rf", source_repo=r, target="aliases/latest", target_repo=r, external=True,
-         **opts(backend))  # fmt: skip
+    link(
+        "rf", source_repo=r, target="aliases/latest", target_repo=r, external=True, **opts(backend)
+    )
     assert yaml_at(backend, backend.uri("repo", "aliases", "latest.mlem"))["path"] == "rf.mlem"
     assert isinstance(load_meta("aliases/latest", repo=r, **opts(backend)), MlemModel)
 
 
-# -- 6. rev -----------------------------------------------------------------------------
-def test_rev_is_written_with_repo_or_refused(backend: Backend) -> None:
-    r = repo(backend, "repo")
-    MlemModel(model_type={"v": 1}).dump("rf", repo=r, external=True, **opts(backend))
-    if backend.name != "local":
-        with pytest.raises(RevisionNotSupportedError, match=backend.scheme):
-            link("rf", source_repo=r, rev="v1", target="l", target_repo=r, **opts(backend))
-        assert not backend.exists(backend.uri("repo", ".mlem", "link", "l.mlem"))
-        return
-    git = ["git", "-C", r, "-c", "user.email=t@example.com", "-c", "user.name=t"]
-    subprocess.run([*git, "init", "-q", "-b", "main"], check=True)
-    subprocess.run([*git, "add", "-A"], check=True)
-    subprocess.run([*git, "commit", "-qm", "v1"], check=True)
-    subprocess.run([*git, "tag", "v1"], check=True)
-    MlemModel(model_type={"v": 2}).dump("rf", repo=r, external=True)
-    link("rf", source_repo=r, rev="v1", target="pinned", target_repo=r)
-    data = yaml_at(backend, backend.uri("repo", ".mlem", "link", "pinned.mlem"))
-    assert data["rev"] == "v1" and data["repo"] == f"file://{r}" and data["path"] == "rf.mlem"
-    assert load_meta("pinned", repo=r).model_type == {"v": 1}
-    assert load_meta("rf", repo=r, rev="v1").model_type == {"v": 1}
-    assert load_meta("rf", repo=r).model_type == {"v": 2}
-
-
-def test_rev_outside_git_is_refused(backend: Backend) -> None:
-    model(backend, "rf")
-    with pytest.raises(RevisionNotSupportedError):
-        link(backend.uri("rf"), rev="main", target=backend.uri("l"), **opts(backend))
-    assert not backend.exists(backend.uri("l.mlem"))
+# -- 6. rev: see test_versions.py -------------------------------------------------------
 
 
 # -- 7. following links -----------------------------------------------------------------
@@ -321,8 +293,10 @@ def test_follow_links_true_links_the_final_object(backend: Backend) -> None:
     assert yaml_at(backend, backend.uri("l2.mlem"))["path"] == "./rf.mlem"
     link(backend.uri("l1"), target=backend.uri("l3"), follow_links=False, **opts(backend))
     assert yaml_at(backend, backend.uri("l3.mlem")) == {
-        "object_type": "link", "link_type": "model", "path": "./l1.mlem"
-    }  # fmt: skip
+        "object_type": "link",
+        "link_type": "model",
+        "path": "./l1.mlem",
+    }
     assert isinstance(load_meta(backend.uri("l3"), **opts(backend)), MlemModel)
     one_hop = load_meta(backend.uri("l3"), follow_links=False, **opts(backend))
     assert isinstance(one_hop, MlemLink)
@@ -333,20 +307,20 @@ def test_follow_links_true_links_the_final_object(backend: Backend) -> None:
         one_hop.load_link(force_type=MlemData)
 
 
-def test_cycle_is_named_and_no_metafile_read_twice(
-    backend: Backend, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_cycle_is_named_and_no_metafile_read_twice(backend: Backend, reads: list[str]) -> None:
     for name, to in (("a", "b"), ("b", "c"), ("c", "a"), ("self", "self")):
-        backend.write(backend.uri(f"{name}.mlem"),
-                      f"object_type: link\nlink_type: model\npath: ./{to}.mlem\n")  # fmt: skip
-    reads: list[str] = []
-    original = _links.read_bytes
-    monkeypatch.setattr(_links, "read_bytes", lambda loc: reads.append(str(loc)) or original(loc))
+        backend.write(
+            backend.uri(f"{name}.mlem"), f"object_type: link\nlink_type: model\npath: ./{to}.mlem\n"
+        )
+    reads.clear()
     with pytest.raises(LinkCycleError) as info:
         load_meta(backend.uri("a"), **opts(backend))
     assert [c.rsplit("/", 1)[1] for c in info.value.chain] == [
-        "a.mlem", "b.mlem", "c.mlem", "a.mlem"
-    ]  # fmt: skip
+        "a.mlem",
+        "b.mlem",
+        "c.mlem",
+        "a.mlem",
+    ]
     assert len(reads) == len(set(reads)) == 3
     with pytest.raises(LinkCycleError):
         load_meta(backend.uri("self"), **opts(backend))
@@ -356,8 +330,10 @@ def test_hop_limit(backend: Backend) -> None:
     model(backend, "rf")
     backend.write(backend.uri("l0.mlem"), "object_type: link\nlink_type: model\npath: ./rf.mlem\n")
     for i in range(1, 33):
-        backend.write(backend.uri(f"l{i}.mlem"),
-                      f"object_type: link\nlink_type: model\npath: ./l{i - 1}.mlem\n")  # fmt: skip
+        backend.write(
+            backend.uri(f"l{i}.mlem"),
+            f"object_type: link\nlink_type: model\npath: ./l{i - 1}.mlem\n",
+        )
     assert isinstance(load_meta(backend.uri("l31"), **opts(backend)), MlemModel)  # 32 hops
     with pytest.raises(LinkChainTooLongError):
         load_meta(backend.uri("l32"), **opts(backend))  # 33 hops
@@ -449,15 +425,13 @@ def test_missing_object(backend: Backend) -> None:
 
 
 # -- 10. requests: one read per metafile ------------------------------------------------
-def test_one_read_per_metafile(backend: Backend, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_one_read_per_metafile(backend: Backend, reads: list[str]) -> None:
     r = repo(backend, "repo")
     MlemModel().dump("models/rf", repo=r, external=True, **opts(backend))
     link("models/rf", source_repo=r, target="latest", target_repo=r, **opts(backend))
     model(backend, "loose", "rf")
     link(backend.uri("loose", "rf"), target=backend.uri("aliases", "latest"), **opts(backend))
-    reads: list[str] = []
-    original = _links.read_bytes
-    monkeypatch.setattr(_links, "read_bytes", lambda loc: reads.append(str(loc)) or original(loc))
+    reads.clear()
     load_meta("latest", repo=r, **opts(backend))
     assert len(reads) == 2
     reads.clear()
@@ -513,11 +487,13 @@ def test_links_in_mlem_object_store_form_load(backend: Backend) -> None:
         path, repo_field = "../loose/rf.mlem", f"{backend.fspath(r)}"
     else:
         path, repo_field = f"{bucket}/loose/rf.mlem", f"{bucket}/team/repo"
-    backend.write(backend.uri("aliases", "a.mlem"),
-                  f"object_type: link\nlink_type: model\npath: {path}\n")  # fmt: skip
-    backend.write(backend.uri("aliases", "b.mlem"),
-                  f"object_type: link\nlink_type: model\npath: models/rf.mlem\n"
-                  f"repo: {repo_field}\n")  # fmt: skip
+    backend.write(
+        backend.uri("aliases", "a.mlem"), f"object_type: link\nlink_type: model\npath: {path}\n"
+    )
+    backend.write(
+        backend.uri("aliases", "b.mlem"),
+        f"object_type: link\nlink_type: model\npath: models/rf.mlem\nrepo: {repo_field}\n",
+    )
     assert load_meta(backend.uri("aliases", "a"), **opts(backend)).model_type == {"v": 2}
     assert load_meta(backend.uri("aliases", "b"), **opts(backend)).model_type == {"v": 1}
 

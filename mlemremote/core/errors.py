@@ -59,6 +59,10 @@ class ObjectExistsError(MlemError):
     """A link would replace an object that is not a link; nothing was written."""
 
 
+class AliasChangedError(MlemError):
+    """A compare-and-swap move found the alias changed since it was read; nothing written."""
+
+
 class InvalidLinkError(MlemError):
     """A link (or a link target) is not acceptable: it escapes its repo, names a folder, ..."""
 
@@ -81,6 +85,10 @@ class RevisionNotSupportedError(MlemError):
 
 class RevisionNotFound(MlemError):
     """The revision does not exist in the repository."""
+
+
+class RemoteConfigError(MlemError):
+    """A remotes section (repo or user config) is invalid, or holds a secret in a repo."""
 
 
 class StorageError(MlemError):

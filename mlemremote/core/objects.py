@@ -33,6 +33,10 @@ class MlemObject(BaseModel):
     object_type: str
     type_folder: ClassVar[str] = ""
     _location: Location | None = PrivateAttr(default=None)
+    # As read or written: the token a compare-and-swap write compares against, and the
+    # backend's version id of that content (S3 VersionId, GCS generation), if any.
+    _token: str | None = PrivateAttr(default=None)
+    _version: str | None = PrivateAttr(default=None)
 
     # -- where it lives ----------------------------------------------------------------
     @property

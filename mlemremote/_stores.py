@@ -1,0 +1,547 @@
+"""Backend adapters: what fsspec does not expose uniformly.
+
+Each store reads a file in one request *with* the token that a conditional write needs
+(S3 ETag, GCS generation, Azure ETag, a content hash elsewhere), writes whole files
+unconditionally, create-only or compare-and-swap, and lists object versions where the
+backend keeps them. A reader never sees a partial file: local writes go to a temporary
+file that is renamed into place; object stores replace an object in one PUT.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import hashlib
+import os
+import posixpath
+import tempfile
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from enum import Enum
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from fsspec.asyn import sync
+
+from mlemremote.core.errors import (
+    MlemError,
+    ReadOnlyLocationError,
+    RevisionNotSupportedError,
+    StorageError,
+)
+
+if TYPE_CHECKING:
+    from mlemremote._location import Location
+
+
+class Expect(Enum):
+    """What a write expects to find: anything, or nothing (create-only)."""
+
+    ANY = "any"
+    ABSENT = "absent"
+
+
+# A write's expectation: Expect.ANY, Expect.ABSENT, or the token of the current content.
+Expected = Expect | str
+
+
+class WriteConflict(MlemError):
+    """A conditional write found something other than what it expected."""
+
+
+@dataclass(frozen=True)
+class Blob:
+    """A file's bytes as read in one request."""
+
+    data: bytes
+    token: str  # what a compare-and-swap write compares against
+    version: str | None = None  # the backend's id of this version, where it keeps versions
+
+
+@dataclass(frozen=True)
+class Written:
+    token: str | None
+    version: str | None = None
+
+
+@dataclass(frozen=True)
+class Version:
+    """One stored version of an object (newest first in `Store.versions`)."""
+
+    version: str
+    time: datetime
+    deleted: bool = False
+
+
+def content_token(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+class Store:
+    """Any fsspec filesystem (memory, http, a git revision): tokens are content hashes."""
+
+    kind = "fsspec"
+    # Compare-and-swap on an in-process filesystem (memory) is exact under this lock.
+    _lock = threading.Lock()
+
+    def describe(self, loc: Location) -> str:
+        return f"{loc.scheme}://"
+
+    # -- reading -----------------------------------------------------------------------
+    def read(self, loc: Location) -> Blob | None:
+        """The file at `loc` (at `loc.rev` where versions are kept), or None if missing."""
+        data = _fetch(loc, lambda: loc.fs.cat_file(loc.fullpath))
+        if data is None:
+            return None
+        data = bytes(data)
+        return Blob(data, content_token(data))
+
+    # -- writing -----------------------------------------------------------------------
+    def write(self, loc: Location, data: bytes, expect: Expected) -> Written:
+        """Write the whole file; raise `WriteConflict` when `expect` does not hold."""
+        if loc.read_only:
+            raise ReadOnlyLocationError(f"cannot write {loc}: it is read-only")
+        with _storage_errors(loc):
+            if expect is Expect.ANY:
+                loc.fs.pipe_file(loc.fullpath, data)
+            elif expect is Expect.ABSENT:
+                self._create(loc, data)
+            else:
+                with self._lock:
+                    current = self.read(loc)
+                    if current is None or current.token != expect:
+                        raise WriteConflict(f"{loc} changed")
+                    loc.fs.pipe_file(loc.fullpath, data)
+        return Written(content_token(data))
+
+    def _create(self, loc: Location, data: bytes) -> None:
+        try:
+            loc.fs.pipe_file(loc.fullpath, data, mode="create")
+        except FileExistsError as exc:
+            raise WriteConflict(f"{loc} exists") from exc
+
+    # -- versions ----------------------------------------------------------------------
+    def check_versions(self, loc: Location) -> None:
+        """Raise `RevisionNotSupportedError` unless `rev=` can be honoured here."""
+        raise RevisionNotSupportedError(
+            f"{self.describe(loc)} keeps no versions, so rev= cannot be honoured for {loc}"
+        )
+
+    def versioned(self, loc: Location) -> bool:
+        """True when the bucket keeps old versions of every object."""
+        return False
+
+    def versions(self, loc: Location) -> list[Version]:
+        self.check_versions(loc)
+        return []
+
+    def keeps_versions(self, loc: Location, written_version: str | None) -> bool:
+        """After a write that returned `written_version`: does the bucket keep it?"""
+        return False
+
+
+class LocalStore(Store):
+    """Local disk: atomic rename; compare-and-swap under a lock on the folder."""
+
+    kind = "local disk"
+
+    def describe(self, loc: Location) -> str:
+        return "local disk (outside git)"
+
+    def read(self, loc: Location) -> Blob | None:
+        try:
+            with open(loc.fullpath, "rb") as handle:
+                data = handle.read()
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            return None
+        except OSError as exc:
+            raise StorageError(f"cannot read {loc}: {_describe(exc)}") from exc
+        return Blob(data, content_token(data))
+
+    def write(self, loc: Location, data: bytes, expect: Expected) -> Written:
+        path = loc.fullpath
+        folder = os.path.dirname(path)
+        try:
+            os.makedirs(folder, exist_ok=True)
+            if expect is Expect.ANY:
+                _atomic_write(path, data, replace=True)
+            elif expect is Expect.ABSENT:
+                if not _atomic_write(path, data, replace=False):
+                    raise WriteConflict(f"{loc} exists")
+            else:
+                with _folder_lock(folder):
+                    current = self.read(loc)
+                    if current is None or current.token != expect:
+                        raise WriteConflict(f"{loc} changed")
+                    _atomic_write(path, data, replace=True)
+        except OSError as exc:
+            raise StorageError(f"cannot write {loc}: {_describe(exc)}") from exc
+        return Written(content_token(data))
+
+
+class S3Store(Store):
+    """S3 (AWS, MinIO, moto, SeaweedFS): If-Match / If-None-Match, VersionId."""
+
+    kind = "S3"
+
+    def describe(self, loc: Location) -> str:
+        return "S3"
+
+    def read(self, loc: Location) -> Blob | None:
+        bucket, key, _ = loc.fs.split_path(loc.fullpath)
+        extra = {"VersionId": loc.rev} if loc.rev else {}
+
+        async def get() -> tuple[bytes, dict[str, Any]]:
+            resp = await loc.fs._call_s3("get_object", Bucket=bucket, Key=key, **extra)
+            try:
+                return await resp["Body"].read(), resp
+            finally:
+                resp["Body"].close()
+
+        got = _fetch(loc, lambda: sync(loc.fs.loop, get))
+        if got is None:
+            return None
+        data, resp = got
+        version = resp.get("VersionId")
+        return Blob(bytes(data), str(resp["ETag"]), None if version in (None, "null") else version)
+
+    def write(self, loc: Location, data: bytes, expect: Expected) -> Written:
+        if loc.read_only:
+            raise ReadOnlyLocationError(f"cannot write {loc}: it is read-only")
+        with _storage_errors(loc):
+            try:
+                if expect is Expect.ANY:
+                    resp = loc.fs.pipe_file(loc.fullpath, data)
+                elif expect is Expect.ABSENT:
+                    resp = loc.fs.pipe_file(loc.fullpath, data, mode="create")
+                else:
+                    # Conditions go on this PUT only (never s3_additional_kwargs, which
+                    # would send them on every GET too).
+                    resp = loc.fs.pipe_file(loc.fullpath, data, IfMatch=expect)
+            except (FileExistsError, FileNotFoundError) as exc:
+                if expect is Expect.ANY:
+                    raise
+                raise WriteConflict(f"{loc} changed") from exc
+            except OSError as exc:
+                if expect is not Expect.ANY and _precondition_failed(exc):
+                    raise WriteConflict(f"{loc} changed") from exc
+                raise
+        version = resp.get("VersionId") if isinstance(resp, dict) else None
+        token = resp.get("ETag") if isinstance(resp, dict) else None
+        return Written(token, None if version in (None, "null") else version)
+
+    def check_versions(self, loc: Location) -> None:
+        return None  # a bucket without versioning answers "no such version"
+
+    def keeps_versions(self, loc: Location, written_version: str | None) -> bool:
+        return written_version is not None  # S3 answers a PUT with its VersionId
+
+    def versioned(self, loc: Location) -> bool:
+        bucket = loc.fs.split_path(loc.fullpath)[0]
+        with _storage_errors(loc):
+            status = loc.fs.call_s3("get_bucket_versioning", Bucket=bucket).get("Status")
+        return bool(status == "Enabled")
+
+    def versions(self, loc: Location) -> list[Version]:
+        bucket, key, _ = loc.fs.split_path(loc.fullpath)
+        found: list[Version] = []
+        marker: dict[str, str] = {}
+        with _storage_errors(loc):
+            while True:
+                page = loc.fs.call_s3("list_object_versions", Bucket=bucket, Prefix=key, **marker)
+                for item in page.get("Versions", []):
+                    if item["Key"] == key:
+                        found.append(Version(item["VersionId"], item["LastModified"]))
+                for item in page.get("DeleteMarkers", []):
+                    if item["Key"] == key:
+                        found.append(Version(item["VersionId"], item["LastModified"], True))
+                if not page.get("IsTruncated"):
+                    break
+                marker = {
+                    "KeyMarker": page["NextKeyMarker"],
+                    "VersionIdMarker": page["NextVersionIdMarker"],
+                }
+        return sorted(found, key=lambda v: v.time, reverse=True)
+
+
+class GCSStore(Store):
+    """GCS: ifGenerationMatch, generations as versions."""
+
+    kind = "GCS"
+    # Whether a bucket keeps old generations: asked once per bucket and process, since it
+    # decides on every link write whether history needs its own log.
+    _versioning: dict[tuple[int, str], bool] = {}  # noqa: RUF012
+
+    def describe(self, loc: Location) -> str:
+        return "GCS"
+
+    def read(self, loc: Location) -> Blob | None:
+        fs = loc.fs
+        got = _fetch(loc, lambda: fs.call("GET", fs.url(loc.fullpath, generation=loc.rev)))
+        if got is None:
+            return None
+        headers, data = got
+        generation = headers.get("X-Goog-Generation")
+        if generation is None:  # pragma: no cover - every GCS server sends it
+            raise StorageError(f"{loc}: the server sent no generation")
+        return Blob(bytes(data), str(generation), str(generation))
+
+    def write(self, loc: Location, data: bytes, expect: Expected) -> Written:
+        if loc.read_only:
+            raise ReadOnlyLocationError(f"cannot write {loc}: it is read-only")
+        fs = loc.fs
+        with _storage_errors(loc):
+            try:
+                if expect is Expect.ANY:
+                    out = fs.pipe_file(loc.fullpath, data)
+                elif expect is Expect.ABSENT:
+                    out = fs.pipe_file(loc.fullpath, data, mode="create")
+                else:
+                    out = self._upload_if_generation(loc, data, expect)
+            except FileExistsError as exc:  # gcsfs: 412 Precondition Failed
+                if expect is Expect.ANY:
+                    raise
+                raise WriteConflict(f"{loc} changed") from exc
+        generation = str(out["generation"]) if isinstance(out, dict) else None
+        return Written(generation, generation)
+
+    @staticmethod
+    def _upload_if_generation(loc: Location, data: bytes, generation: str) -> Any:
+        # gcsfs has no compare-and-swap write: a multipart upload with ifGenerationMatch
+        # is one request, and the server applies the condition atomically.
+        fs = loc.fs
+        bucket, key, _ = fs.split_path(loc.fullpath)
+        boundary = "mlemremote-boundary"
+        meta = '{"name": ' + _json_string(key) + "}"
+        body = (
+            (
+                f"--{boundary}\r\nContent-Type: application/json; charset=UTF-8\r\n\r\n{meta}\r\n"
+                f"--{boundary}\r\nContent-Type: application/octet-stream\r\n\r\n"
+            ).encode()
+            + data
+            + f"\r\n--{boundary}--".encode()
+        )
+        return fs.call(
+            "POST",
+            f"{fs._location}/upload/storage/v1/b/{bucket}/o",
+            uploadType="multipart",
+            ifGenerationMatch=generation,
+            headers={"Content-Type": f'multipart/related; boundary="{boundary}"'},
+            data=body,
+            json_out=True,
+        )
+
+    def check_versions(self, loc: Location) -> None:
+        return None  # an unknown generation reads as missing
+
+    def keeps_versions(self, loc: Location, written_version: str | None) -> bool:
+        return self.versioned(loc)
+
+    def versioned(self, loc: Location) -> bool:
+        bucket = loc.fs.split_path(loc.fullpath)[0]
+        key = (id(loc.fs), bucket)
+        if key not in self._versioning:
+            with _storage_errors(loc):
+                meta = loc.fs.call("GET", "b/{}", bucket, json_out=True)
+            self._versioning[key] = bool(meta.get("versioning", {}).get("enabled"))
+        return self._versioning[key]
+
+    def versions(self, loc: Location) -> list[Version]:
+        fs = loc.fs
+        bucket, key, _ = fs.split_path(loc.fullpath)
+        found: list[Version] = []
+        page_token: dict[str, str] = {}
+        with _storage_errors(loc):
+            while True:
+                page = fs.call(
+                    "GET", "b/{}/o", bucket, prefix=key, versions="true", json_out=True,
+                    **page_token,
+                )  # fmt: skip
+                for item in page.get("items", []):
+                    if item["name"] == key:
+                        created = _parse_time(item["timeCreated"])
+                        found.append(Version(str(item["generation"]), created))
+                if "nextPageToken" not in page:
+                    break
+                page_token = {"pageToken": page["nextPageToken"]}
+        return sorted(found, key=lambda v: v.time, reverse=True)
+
+
+class AzureStore(Store):
+    """Azure Blob: ETag match conditions. Versions are refused: Azurite, the only server
+    this is tested on, ignores version ids and would silently serve the current blob."""
+
+    kind = "Azure Blob"
+
+    def describe(self, loc: Location) -> str:
+        return "Azure Blob (blob versions are not supported yet)"
+
+    def read(self, loc: Location) -> Blob | None:
+        fs = loc.fs
+        container, blob, _ = fs.split_path(loc.fullpath)
+
+        async def get() -> tuple[bytes, str]:
+            async with fs.service_client.get_blob_client(container=container, blob=blob) as bc:
+                stream = await bc.download_blob()
+                return await stream.readall(), str(stream.properties.etag)
+
+        got = _fetch(loc, lambda: sync(fs.loop, get))
+        if got is None:
+            return None
+        return Blob(bytes(got[0]), got[1])
+
+    def write(self, loc: Location, data: bytes, expect: Expected) -> Written:
+        from azure.core import MatchConditions
+
+        if loc.read_only:
+            raise ReadOnlyLocationError(f"cannot write {loc}: it is read-only")
+        conditions: dict[str, Any] = {}
+        if isinstance(expect, str):
+            conditions = {"etag": expect, "match_condition": MatchConditions.IfNotModified}
+        with _storage_errors(loc):
+            try:
+                if expect is Expect.ABSENT:
+                    out = loc.fs.pipe_file(loc.fullpath, data, mode="create")
+                else:
+                    out = loc.fs.pipe_file(loc.fullpath, data, **conditions)
+            except FileExistsError as exc:
+                raise WriteConflict(f"{loc} exists") from exc
+            except Exception as exc:
+                if conditions and type(exc).__name__ in (
+                    "ResourceModifiedError",
+                    "ResourceNotFoundError",
+                ):
+                    raise WriteConflict(f"{loc} changed") from exc
+                raise
+        return Written(str(out["etag"]) if isinstance(out, dict) else None)
+
+
+def store_for(loc: Location) -> Store:
+    """The adapter for the filesystem of `loc`."""
+    if loc.git_root is not None:
+        return _GENERIC
+    protocols = loc.fs.protocol if isinstance(loc.fs.protocol, tuple) else (loc.fs.protocol,)
+    for protocol in protocols:
+        if protocol in _BY_PROTOCOL:
+            return _BY_PROTOCOL[protocol]
+    return _GENERIC
+
+
+_GENERIC = Store()
+_BY_PROTOCOL: dict[str, Store] = {
+    "file": LocalStore(),
+    "local": LocalStore(),
+    "s3": S3Store(),
+    "gs": GCSStore(),
+    "abfs": AzureStore(),
+}
+
+
+def read_bytes(loc: Location) -> bytes | None:
+    """The content of the file at `loc` in one GET, or None when there is none."""
+    blob = store_for(loc).read(loc)
+    return None if blob is None else blob.data
+
+
+# -- helpers ---------------------------------------------------------------------------
+T = TypeVar("T")
+
+
+def _fetch(loc: Location, get: Callable[[], T]) -> T | None:
+    """Run one read; None when the file (or, with `loc.rev`, that version) is missing."""
+    try:
+        return get()
+    except MlemError:
+        raise
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        return None
+    except Exception as exc:
+        if getattr(exc, "errno", None) in (errno.ENOENT, errno.EISDIR, errno.ENOTDIR):
+            return None
+        if type(exc).__name__ == "ResourceNotFoundError":  # azure-core
+            return None
+        if loc.rev is not None and _bad_version(exc):
+            return None
+        raise StorageError(f"cannot read {loc}: {_describe(exc)}") from exc
+
+
+@contextlib.contextmanager
+def _storage_errors(loc: Location) -> Iterator[None]:
+    """Backend exceptions from writes and listings, as `StorageError` naming the URI."""
+    try:
+        yield
+    except MlemError:
+        raise
+    except Exception as exc:
+        raise StorageError(f"storage request for {loc} failed: {_describe(exc)}") from exc
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _bad_version(exc: BaseException) -> bool:
+    text = f"{exc} {exc.__cause__}"
+    return any(code in text for code in ("NoSuchVersion", "InvalidArgument", "Invalid version"))
+
+
+def _precondition_failed(exc: BaseException) -> bool:
+    """SeaweedFS answers a failed condition as OSError(EINVAL) with the S3 error below."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        response = getattr(cause, "response", None)
+        if isinstance(response, dict) and response.get("Error", {}).get("Code") in (
+            "PreconditionFailed",
+            "ConditionalRequestConflict",
+        ):
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return False
+
+
+def _atomic_write(path: str, data: bytes, *, replace: bool) -> bool:
+    """Write a temporary file beside `path`, then rename it into place (or, without
+    `replace`, link it there: False when `path` exists)."""
+    folder = os.path.dirname(path)
+    fd, tmp = tempfile.mkstemp(prefix="." + posixpath.basename(path) + ".", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o644)
+        if replace:
+            os.replace(tmp, path)
+            return True
+        try:
+            os.link(tmp, path)  # atomic, and fails when `path` exists
+        except FileExistsError:
+            return False
+        return True
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+
+
+@contextlib.contextmanager
+def _folder_lock(folder: str) -> Iterator[None]:
+    """An exclusive lock on the folder itself (no lock file left behind)."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def _json_string(text: str) -> str:
+    import json
+
+    return json.dumps(text)
+
+
+def _parse_time(text: str) -> datetime:
+    parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)

@@ -342,6 +342,7 @@ def write_link(
         link.path, link.repo, link.rev = fields["path"], fields.get("repo"), fields.get("rev")
     data = link.to_yaml().encode()
     store = store_for(target)
+    token: Expected
     if expected is not None:
         token = _expected_token(expected, target)
         try:
@@ -352,15 +353,16 @@ def write_link(
             ) from exc
     else:
         for _ in range(_PLAIN_WRITE_ATTEMPTS):
+            token = _current_link_token(target)
             try:
-                written = store.write(target, data, _current_link_token(target))
+                written = store.write(target, data, token)
                 break
             except WriteConflict:
                 continue  # another writer moved the alias between our read and write
         else:
             raise AliasChangedError(f"{target} kept changing; nothing was written")
     link._location, link._token, link._version = target, written.token, written.version
-    _log_move(link, target, written.version)
+    _log_move(link, target, written.version, previous=token)
 
 
 def _expected_token(expected: MlemLink | str, target: Location) -> Expected:
@@ -413,8 +415,9 @@ def history_folder(target: Location) -> Location | None:
     return target.sibling(join(repo, MLEM_DIR, HISTORY_DIR, key), repo=repo)
 
 
-def _log_move(link: MlemLink, target: Location, version: str | None) -> None:
-    """Append one entry per move where the bucket keeps no versions of its own."""
+def _log_move(link: MlemLink, target: Location, version: str | None, *, previous: Expected) -> None:
+    """Append one entry per move where the bucket keeps no versions of its own; it names
+    the token it replaced, so a lost update would show as two entries with one parent."""
     store = store_for(target)
     if store.keeps_versions(target, version):
         return
@@ -422,7 +425,12 @@ def _log_move(link: MlemLink, target: Location, version: str | None) -> None:
     if folder is None:
         return
     now = datetime.now(timezone.utc)
-    entry = {"time": now.isoformat(), "link": link.to_dict(), "token": link._token}
+    entry = {
+        "time": now.isoformat(),
+        "link": link.to_dict(),
+        "token": link._token,
+        "previous": None if isinstance(previous, Expect) else previous,
+    }
     name = f"{now:%Y%m%dT%H%M%S%fZ}-{uuid.uuid4().hex[:12]}.yaml"
     log = folder.sibling(join(folder.fullpath, name), repo=folder._repo)
     data = yaml.safe_dump(entry, sort_keys=True, default_flow_style=False).encode()
@@ -472,6 +480,8 @@ class HistoryEntry:
     time: datetime
     link: MlemLink
     version: str | None
+    # From the log only: the token of the link this move replaced (None for a creation).
+    previous: str | None = None
 
 
 def history_of(target: Location) -> list[HistoryEntry]:
@@ -499,7 +509,7 @@ def history_of(target: Location) -> list[HistoryEntry]:
         entry = yaml.safe_load(blob.data)
         link = MlemLink.model_validate(entry["link"])
         time = datetime.fromisoformat(entry["time"])
-        entries.append(HistoryEntry(time, link, entry.get("token")))
+        entries.append(HistoryEntry(time, link, entry.get("token"), entry.get("previous")))
     return entries
 
 

@@ -80,11 +80,19 @@ def content_token(data: bytes) -> str:
 
 
 class Store:
-    """Any fsspec filesystem (memory, http, a git revision): tokens are content hashes."""
+    """Any fsspec filesystem (memory, http, a git revision). Its tokens are a write
+    counter kept by this process plus a content hash: writes to an in-process filesystem
+    (memory) all pass through here, and compare-and-swap is exact under the lock."""
 
     kind = "fsspec"
-    # Compare-and-swap on an in-process filesystem (memory) is exact under this lock.
     _lock = threading.Lock()
+    # Keyed by filesystem class: fsspec makes one instance per thread, while the memory
+    # filesystem's files are shared by all of them.
+    _writes: dict[tuple[type, str], int] = {}  # noqa: RUF012
+
+    def _token(self, loc: Location, data: bytes) -> str:
+        count = self._writes.get((type(loc.fs), loc.fullpath), 0)
+        return f"{count}:{content_token(data)}"
 
     def describe(self, loc: Location) -> str:
         return f"{loc.scheme}://"
@@ -96,31 +104,27 @@ class Store:
         if data is None:
             return None
         data = bytes(data)
-        return Blob(data, content_token(data))
+        with self._lock:
+            return Blob(data, self._token(loc, data))
 
     # -- writing -----------------------------------------------------------------------
     def write(self, loc: Location, data: bytes, expect: Expected) -> Written:
         """Write the whole file; raise `WriteConflict` when `expect` does not hold."""
         if loc.read_only:
             raise ReadOnlyLocationError(f"cannot write {loc}: it is read-only")
-        with _storage_errors(loc):
-            if expect is Expect.ANY:
-                loc.fs.pipe_file(loc.fullpath, data)
-            elif expect is Expect.ABSENT:
-                self._create(loc, data)
-            else:
-                with self._lock:
-                    current = self.read(loc)
-                    if current is None or current.token != expect:
-                        raise WriteConflict(f"{loc} changed")
-                    loc.fs.pipe_file(loc.fullpath, data)
-        return Written(content_token(data))
-
-    def _create(self, loc: Location, data: bytes) -> None:
-        try:
-            loc.fs.pipe_file(loc.fullpath, data, mode="create")
-        except FileExistsError as exc:
-            raise WriteConflict(f"{loc} exists") from exc
+        key = (type(loc.fs), loc.fullpath)
+        with _storage_errors(loc), self._lock:
+            if isinstance(expect, str):
+                current = _fetch(loc, lambda: loc.fs.cat_file(loc.fullpath))
+                if current is None or self._token(loc, bytes(current)) != expect:
+                    raise WriteConflict(f"{loc} changed")
+            try:
+                mode = "create" if expect is Expect.ABSENT else "overwrite"
+                loc.fs.pipe_file(loc.fullpath, data, mode=mode)
+            except FileExistsError as exc:
+                raise WriteConflict(f"{loc} exists") from exc
+            self._writes[key] = self._writes.get(key, 0) + 1
+            return Written(self._token(loc, data))
 
     # -- versions ----------------------------------------------------------------------
     def check_versions(self, loc: Location) -> None:
@@ -154,11 +158,12 @@ class LocalStore(Store):
         try:
             with open(loc.fullpath, "rb") as handle:
                 data = handle.read()
+                token = _file_token(os.fstat(handle.fileno()), data)
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             return None
         except OSError as exc:
             raise StorageError(f"cannot read {loc}: {_describe(exc)}") from exc
-        return Blob(data, content_token(data))
+        return Blob(data, token)
 
     def write(self, loc: Location, data: bytes, expect: Expected) -> Written:
         path = loc.fullpath
@@ -166,19 +171,20 @@ class LocalStore(Store):
         try:
             os.makedirs(folder, exist_ok=True)
             if expect is Expect.ANY:
-                _atomic_write(path, data, replace=True)
+                token = _atomic_write(path, data, replace=True)
             elif expect is Expect.ABSENT:
-                if not _atomic_write(path, data, replace=False):
+                token = _atomic_write(path, data, replace=False)
+                if token is None:
                     raise WriteConflict(f"{loc} exists")
             else:
                 with _folder_lock(folder):
                     current = self.read(loc)
                     if current is None or current.token != expect:
                         raise WriteConflict(f"{loc} changed")
-                    _atomic_write(path, data, replace=True)
+                    token = _atomic_write(path, data, replace=True)
         except OSError as exc:
             raise StorageError(f"cannot write {loc}: {_describe(exc)}") from exc
-        return Written(content_token(data))
+        return Written(token)
 
 
 class S3Store(Store):
@@ -501,9 +507,15 @@ def _precondition_failed(exc: BaseException) -> bool:
     return False
 
 
-def _atomic_write(path: str, data: bytes, *, replace: bool) -> bool:
+def _file_token(stat: os.stat_result, data: bytes) -> str:
+    # Every write renames a new file into place, so inode and mtime change with each
+    # write, even when the content does not (no ABA for compare-and-swap).
+    return f"{stat.st_ino:x}-{stat.st_mtime_ns:x}-{content_token(data)[7:23]}"
+
+
+def _atomic_write(path: str, data: bytes, *, replace: bool) -> str | None:
     """Write a temporary file beside `path`, then rename it into place (or, without
-    `replace`, link it there: False when `path` exists)."""
+    `replace`, link it there: None when `path` exists). Returns the new file's token."""
     folder = os.path.dirname(path)
     fd, tmp = tempfile.mkstemp(prefix="." + posixpath.basename(path) + ".", dir=folder)
     try:
@@ -511,15 +523,16 @@ def _atomic_write(path: str, data: bytes, *, replace: bool) -> bool:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)
+            os.fchmod(handle.fileno(), 0o644)
+            token = _file_token(os.fstat(handle.fileno()), data)
         if replace:
             os.replace(tmp, path)
-            return True
+            return token
         try:
             os.link(tmp, path)  # atomic, and fails when `path` exists
         except FileExistsError:
-            return False
-        return True
+            return None
+        return token
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)

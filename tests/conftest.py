@@ -217,6 +217,7 @@ def other_backend(endpoints: Endpoints, tmp_path: Path) -> Any:
 
 # -- per-backend summary ---------------------------------------------------------------
 _outcomes: dict[str, Counter[str]] = {}
+STRESS_RESULTS: list[str] = []  # filled by test_stress.py, printed at the end
 
 
 def _backend_of(item: pytest.Item) -> str:
@@ -245,6 +246,10 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if STRESS_RESULTS:
+        terminalreporter.section("compare-and-swap stress")
+        for line in STRESS_RESULTS:
+            terminalreporter.write_line(line)
     if not _outcomes:
         return
     terminalreporter.section("tests per backend")

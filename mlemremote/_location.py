@@ -133,6 +133,10 @@ class Location:
             git_root=self.git_root,
         )
 
+    def as_repo(self) -> Location:
+        """This folder, taken as a repo root."""
+        return self.sibling(self.fullpath, repo=self.fullpath, same_version=True)
+
     def __repr__(self) -> str:
         rev = f"@{self.rev}" if self.rev else ""
         return f"Location({self.uri!r}{rev})"
@@ -236,15 +240,40 @@ def resolve(
         scheme, fullpath = "file", os.path.abspath(os.path.expanduser(path))
         fs = filesystem("file", None)
     else:
-        if like is not None and like.git_root is None and scheme in _protocols(like.fs):
-            fs = like.fs
-        else:
-            fs = filesystem(scheme, storage_options)
+        fs = _filesystem_for(scheme, uri, storage_options, like)
         fullpath = fs._strip_protocol(uri)
         if scheme == "file":
             fullpath = os.path.abspath(fullpath)
     loc = Location(fs, fullpath, scheme)
     return at_revision(loc, rev) if rev is not None else loc
+
+
+def _filesystem_for(
+    scheme: str,
+    uri: str,
+    storage_options: Mapping[str, Any] | None,
+    like: Location | None,
+) -> AbstractFileSystem:
+    """Explicit options win; a link within one bucket keeps its filesystem; a link that
+    leaves it uses the remote configured for its URI, else the filesystem it came from
+    (same protocol), else fsspec's defaults."""
+    if storage_options is not None:
+        return filesystem(scheme, storage_options)
+    same_protocol = like is not None and like.git_root is None and scheme in _protocols(like.fs)
+    if (
+        like is not None
+        and same_protocol
+        and top_of(scheme, like.fs._strip_protocol(uri)) == like.bucket
+    ):
+        return like.fs
+    from mlemremote._remotes import Remotes, current
+
+    remote = (current() or Remotes()).match(uri)
+    if remote is not None:
+        return filesystem(scheme, remote.storage_options())
+    if like is not None and same_protocol:
+        return like.fs
+    return filesystem(scheme, None)
 
 
 def _protocols(fs: AbstractFileSystem) -> tuple[str, ...]:
@@ -310,6 +339,9 @@ _probes: ContextVar[dict[str, bool] | None] = ContextVar("mlemremote_probes", de
 
 @contextmanager
 def shared_repo_probes() -> Iterator[None]:
+    if _probes.get() is not None:  # nested call: share the outer cache
+        yield
+        return
     token = _probes.set({})
     try:
         yield

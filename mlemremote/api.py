@@ -14,12 +14,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+import functools
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 from mlemremote import _links
 from mlemremote._links import HistoryEntry
-from mlemremote._location import CONFIG_FILE, MLEM_DIR, join, resolve, shared_repo_probes
+from mlemremote._location import (
+    _UNKNOWN,
+    CONFIG_FILE,
+    MLEM_DIR,
+    Location,
+    join,
+    repo_from_path,
+    resolve,
+    shared_repo_probes,
+)
+from mlemremote._remotes import current as current_remotes
+from mlemremote._remotes import remotes_scope
 from mlemremote._stores import Expect, WriteConflict, store_for
 from mlemremote.core.errors import (
     InvalidLinkError,
@@ -29,8 +41,31 @@ from mlemremote.core.errors import (
 from mlemremote.core.objects import MlemLink, MlemObject
 
 StorageOptions = Mapping[str, Any]
+F = TypeVar("F", bound=Callable[..., Any])
 
 
+def _api_call(func: F) -> F:
+    """One API call: repo probes are shared, and remotes are read once."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with shared_repo_probes(), remotes_scope():
+            return func(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _anchor(loc: Location) -> None:
+    """Make `loc`'s repo (when known without a request) the one whose remotes apply."""
+    remotes = current_remotes()
+    if remotes is None or remotes.anchor is not None:
+        return
+    repo = loc._repo if loc._repo is not _UNKNOWN else repo_from_path(loc.fullpath)
+    if repo is not None:
+        remotes.anchor = loc.sibling(repo, repo=repo)
+
+
+@_api_call
 def load_meta(
     path: str,
     repo: str | None = None,
@@ -55,6 +90,7 @@ def load_meta(
     {'type': 'sklearn'}
     """
     loc = resolve(path, repo, rev, storage_options=storage_options)
+    _anchor(loc)
     try:
         obj = _links.find_meta(loc, repo_given=repo is not None)
     except MlemObjectNotFound:
@@ -67,6 +103,7 @@ def load_meta(
     return obj
 
 
+@_api_call
 def link(
     source: str | MlemObject,
     source_repo: str | None = None,
@@ -103,26 +140,8 @@ def link(
     """
     if pin and rev is not None:
         raise InvalidLinkError("give rev= or pin=True, not both")
-    with shared_repo_probes():
-        return _link(
-            source, source_repo, rev, target, target_repo, external, follow_links, absolute,
-            storage_options, pin, expected,
-        )  # fmt: skip
-
-
-def _link(
-    source: str | MlemObject,
-    source_repo: str | None,
-    rev: str | None,
-    target: str | None,
-    target_repo: str | None,
-    external: bool | None,
-    follow_links: bool,
-    absolute: bool,
-    storage_options: StorageOptions | None,
-    pin: bool,
-    expected: MlemLink | str | None,
-) -> MlemLink:
+    if target_repo is not None:  # the alias's repo: its remotes reach the source
+        _anchor(resolve(target_repo, storage_options=storage_options).as_repo())
     chain: list[str] = []
     if isinstance(source, MlemObject):
         if not source.is_saved:
@@ -149,6 +168,7 @@ def _link(
     return new_link
 
 
+@_api_call
 def init(path: str = ".", *, storage_options: StorageOptions | None = None) -> None:
     """Make `path` a repo: create `<path>/.mlem/config.yaml` (empty) unless it exists.
 
@@ -175,6 +195,7 @@ def init(path: str = ".", *, storage_options: StorageOptions | None = None) -> N
 __all__ = ["HistoryEntry", "history", "init", "link", "load_meta", "rollback"]
 
 
+@_api_call
 def history(
     path: str, repo: str | None = None, *, storage_options: StorageOptions | None = None
 ) -> list[HistoryEntry]:
@@ -200,6 +221,7 @@ def history(
     return _links.history_of(current.loc)
 
 
+@_api_call
 def rollback(
     path: str,
     repo: str | None = None,

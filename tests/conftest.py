@@ -13,6 +13,15 @@ import os
 
 # gcsfs probes a TLS gRPC endpoint for ~60 s per call unless told not to (backends.md).
 os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
+# Only 127.0.0.1 is ever reached: a filesystem made without the test servers' settings
+# talks to a closed local port instead of the clouds' public endpoints.
+for _var, _value in {
+    "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
+    "AWS_ACCESS_KEY_ID": "unset",
+    "AWS_SECRET_ACCESS_KEY": "unset",
+    "STORAGE_EMULATOR_HOST": "http://127.0.0.1:9",
+}.items():
+    os.environ[_var] = _value
 
 import contextlib
 import subprocess
@@ -48,6 +57,14 @@ def gcs_options(url: str) -> dict[str, Any]:
 
 def azure_options(connection_string: str) -> dict[str, Any]:
     return {"connection_string": connection_string}
+
+
+@pytest.fixture(autouse=True)
+def no_user_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """Tests never read the developer's own ~/.config/mlemremote/config.yaml."""
+    path = tmp_path / "user-config.yaml"
+    monkeypatch.setenv("MLEMREMOTE_CONFIG", str(path))
+    return path
 
 
 @pytest.fixture(scope="session")

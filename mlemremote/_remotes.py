@@ -1,0 +1,213 @@
+"""Remotes: storage options per URL prefix, in the spirit of DVC's remotes.
+
+Two places define them, both as a `remotes:` mapping of name -> settings:
+
+- the user's config file (`$MLEMREMOTE_CONFIG`, else `$XDG_CONFIG_HOME/mlemremote/config.yaml`,
+  else `~/.config/mlemremote/config.yaml`): any fsspec option, and `env:`, option names
+  mapped to environment variables that hold secrets;
+- the repo's `.mlem/config.yaml`, shared with the team: non-secret options only
+  (endpoints, profiles, `anon`, project); secrets and `env:` there are refused.
+
+    remotes:
+      onprem:
+        url: s3://onprem-bucket
+        options: {endpoint_url: "https://minio.example.com"}
+        env: {key: ONPREM_ACCESS_KEY, secret: ONPREM_SECRET_KEY}   # user config only
+
+For a URI, the remote with the longest matching `url` wins; a repo's and the user's
+remote for the same url merge, the user's settings on top.
+Only the repo the caller named is asked for remotes (not repos reached by following
+links, which other teams write), and only when a link leaves the caller's bucket.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from mlemremote.core.errors import RemoteConfigError
+
+if TYPE_CHECKING:
+    from mlemremote._location import Location
+
+USER_CONFIG_ENV = "MLEMREMOTE_CONFIG"
+# Option names that hold secrets: refused in a repo's config, redacted in messages.
+SECRET_WORDS = ("secret", "password", "key", "token", "credential", "connection_string", "sas")
+ALLOWED_IN_REPO = {("token", "anon")}  # gcsfs's anonymous access is not a secret
+
+
+@dataclass(frozen=True)
+class Remote:
+    """Storage options for every URI below `url`."""
+
+    name: str
+    url: str
+    options: Mapping[str, Any] = field(default_factory=dict)
+    env: Mapping[str, str] = field(default_factory=dict)  # option -> environment variable
+    origin: str = ""
+
+    def matches(self, uri: str) -> bool:
+        prefix = self.url.rstrip("/")
+        return uri == prefix or uri.startswith(prefix + "/")
+
+    def storage_options(self) -> dict[str, Any]:
+        """The options, with secrets read from the environment now."""
+        resolved = dict(self.options)
+        for option, variable in self.env.items():
+            if variable not in os.environ:
+                raise RemoteConfigError(
+                    f"remote {self.name!r} ({self.origin}): environment variable {variable} "
+                    f"(for {option}) is not set"
+                )
+            resolved[option] = os.environ[variable]
+        return resolved
+
+
+def parse_remotes(content: Any, origin: str, *, shared: bool) -> list[Remote]:
+    """The `remotes:` of a config file's content. `shared`: a repo's config, where
+    secrets and environment lookups are refused."""
+    if content is None:
+        return []
+    if not isinstance(content, dict):
+        raise RemoteConfigError(f"{origin}: a config file must be a YAML mapping")
+    section = content.get("remotes") or {}
+    if not isinstance(section, dict):
+        raise RemoteConfigError(f"{origin}: 'remotes' must be a mapping of name -> settings")
+    found = []
+    for name, settings in section.items():
+        where = f"remote {name!r} in {origin}"
+        if not isinstance(settings, dict) or not isinstance(settings.get("url"), str):
+            raise RemoteConfigError(f"{where}: needs a 'url' (e.g. s3://bucket)")
+        unknown = set(settings) - {"url", "options", "env"}
+        if unknown:
+            raise RemoteConfigError(f"{where}: unknown settings {sorted(unknown)}")
+        options = settings.get("options") or {}
+        env = settings.get("env") or {}
+        if not isinstance(options, dict) or not isinstance(env, dict):
+            raise RemoteConfigError(f"{where}: 'options' and 'env' must be mappings")
+        if shared:
+            if env:
+                raise RemoteConfigError(
+                    f"{where}: 'env' belongs in your user config ({user_config_path()}), "
+                    "not in a repo's config that others write"
+                )
+            _refuse_secrets(options, where)
+        found.append(Remote(str(name), settings["url"], options, env, origin))
+    return found
+
+
+def _refuse_secrets(options: Mapping[str, Any], where: str) -> None:
+    for option, value in options.items():
+        if isinstance(value, dict):
+            _refuse_secrets(value, where)
+        elif is_secret(str(option)) and (str(option), value) not in ALLOWED_IN_REPO:
+            raise RemoteConfigError(
+                f"{where}: option {option!r} looks like a secret; a repo's config is shared, "
+                "so put it in your user config (as 'env:') instead"
+            )
+
+
+def is_secret(option: str) -> bool:
+    lowered = option.lower()
+    return any(word in lowered for word in SECRET_WORDS)
+
+
+def user_config_path() -> Path:
+    if os.environ.get(USER_CONFIG_ENV):
+        return Path(os.environ[USER_CONFIG_ENV])
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return Path(base) / "mlemremote" / "config.yaml"
+
+
+def user_remotes() -> list[Remote]:
+    path = user_config_path()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return []
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RemoteConfigError(f"cannot read {path}: {exc}") from exc
+    try:
+        content = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise RemoteConfigError(f"{path}: malformed YAML: {exc}") from exc
+    return parse_remotes(content, str(path), shared=False)
+
+
+class Remotes:
+    """The remotes that apply during one API call: the user's, and (read lazily, at the
+    first link that leaves the caller's bucket) those of the repo the caller named."""
+
+    def __init__(self) -> None:
+        self.user = user_remotes()
+        self.anchor: Location | None = None  # the caller's repo root
+        self._repo: list[Remote] | None = None
+
+    def match(self, uri: str) -> Remote | None:
+        """The remote for `uri`: the longest matching url; a repo's remote and the user's
+        for the same url merge, the user's options (and secrets from `env`) on top."""
+        matching = [r for r in [*self._repo_remotes(), *self.user] if r.matches(uri)]
+        if not matching:
+            return None
+        longest = max(len(r.url.rstrip("/")) for r in matching)
+        chosen = [r for r in matching if len(r.url.rstrip("/")) == longest]
+        if len(chosen) == 1:
+            return chosen[0]
+        options: dict[str, Any] = {}
+        env: dict[str, str] = {}
+        for remote in chosen:  # repo first, then user: the user's settings win
+            options.update(remote.options)
+            env.update(remote.env)
+        names = "+".join(dict.fromkeys(r.name for r in chosen))
+        origin = ", ".join(r.origin for r in chosen)
+        return Remote(names, chosen[-1].url, options, env, origin)
+
+    def _repo_remotes(self) -> list[Remote]:
+        if self.anchor is None:
+            return []
+        if self._repo is None:
+            self._repo = []
+            if self.anchor is not None:
+                from mlemremote._location import CONFIG_FILE, MLEM_DIR, join
+                from mlemremote._stores import read_bytes
+
+                config = self.anchor.sibling(
+                    join(self.anchor.fullpath, MLEM_DIR, CONFIG_FILE), repo=None
+                )
+                data = read_bytes(config)
+                if data:
+                    try:
+                        content = yaml.safe_load(data)
+                    except yaml.YAMLError as exc:
+                        raise RemoteConfigError(f"{config}: malformed YAML: {exc}") from exc
+                    self._repo = parse_remotes(content, str(config), shared=True)
+        return self._repo
+
+
+_current: ContextVar[Remotes | None] = ContextVar("mlemremote_remotes", default=None)
+
+
+@contextmanager
+def remotes_scope() -> Iterator[Remotes]:
+    """The remotes of one API call (nested calls share the outer one)."""
+    active = _current.get()
+    if active is not None:
+        yield active
+        return
+    remotes = Remotes()
+    token = _current.set(remotes)
+    try:
+        yield remotes
+    finally:
+        _current.reset(token)
+
+
+def current() -> Remotes | None:
+    return _current.get()

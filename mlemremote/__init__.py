@@ -10,7 +10,7 @@
 """
 
 from mlemremote._location import Location, resolve
-from mlemremote.api import init, link, load_meta
+from mlemremote.api import history, init, link, load_meta, rollback
 from mlemremote.core.errors import MlemError
 from mlemremote.core.objects import MlemData, MlemLink, MlemModel, MlemObject
 
@@ -23,8 +23,10 @@ __all__ = [
     "MlemLink",
     "MlemModel",
     "MlemObject",
+    "history",
     "init",
     "link",
     "load_meta",
     "resolve",
+    "rollback",
 ]

@@ -15,13 +15,10 @@ import os
 os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
 # Only 127.0.0.1 is ever reached: a filesystem made without the test servers' settings
 # talks to a closed local port instead of the clouds' public endpoints.
-for _var, _value in {
-    "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
-    "AWS_ACCESS_KEY_ID": "unset",
-    "AWS_SECRET_ACCESS_KEY": "unset",
-    "STORAGE_EMULATOR_HOST": "http://127.0.0.1:9",
-}.items():
-    os.environ[_var] = _value
+os.environ["AWS_ENDPOINT_URL"] = "http://127.0.0.1:9"
+os.environ["AWS_ACCESS_KEY_ID"] = "unset"
+os.environ["AWS_SECRET_ACCESS_KEY"] = "unset"
+os.environ["STORAGE_EMULATOR_HOST"] = "http://127.0.0.1:9"
 
 import contextlib
 import subprocess

@@ -119,10 +119,15 @@ def test_pin_needs_versions(backend: Backend) -> None:
     assert not backend.exists(backend.uri("repo", ".mlem", "link", "p.mlem"))
 
 
-def test_pin_refuses_uncommitted_changes_in_git(versioned_backend: Backend) -> None:
-    if versioned_backend.name != "local":
-        return  # git only; the other backends are covered above
-    repo, _ = setup_repo(versioned_backend)
+@pytest.mark.backends("local")
+def test_pin_refuses_uncommitted_changes_in_git(tmp_path: Any) -> None:
+    root = str(tmp_path / "work")
+    repo = f"{root}/repo"
+    init(repo)
+    MlemModel(model_type={"v": 1}).dump("rf", repo=repo, external=True)
+    git(root, "init", "-q", "-b", "main")
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", "v1")
     MlemModel(model_type={"v": "dirty"}).dump("rf", repo=repo, external=True)
     with pytest.raises(RevisionNotSupportedError, match="commit"):
         link("rf", source_repo=repo, target="p", target_repo=repo, pin=True)
@@ -132,7 +137,8 @@ def test_unknown_version_is_not_found(versioned_backend: Backend) -> None:
     backend = versioned_backend
     repo, _ = setup_repo(backend)
     if backend.name not in VERSIONED:
-        return  # refused, see test_rev_reads_that_version
+        expect_refused(backend, lambda: load_meta("rf", repo=repo, rev="1", **opts(backend)))
+        return
     bogus = {"local": "0" * 40, "gcs": "12345"}.get(
         backend.name, "3HL4kqtJlcpXroDTDmJ.rmSpXd3dIbrHY"
     )

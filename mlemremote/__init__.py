@@ -10,7 +10,7 @@
 """
 
 from mlemremote._location import Location, resolve
-from mlemremote.api import history, init, link, load_meta, rollback
+from mlemremote.api import configure, history, init, link, load_meta, rollback
 from mlemremote.core.errors import MlemError
 from mlemremote.core.objects import MlemData, MlemLink, MlemModel, MlemObject
 
@@ -23,6 +23,7 @@ __all__ = [
     "MlemLink",
     "MlemModel",
     "MlemObject",
+    "configure",
     "history",
     "init",
     "link",

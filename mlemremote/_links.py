@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import posixpath
+import re
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -12,6 +13,7 @@ from typing import Any
 import yaml
 
 from mlemremote._location import (
+    BUCKET_SCHEMES,
     CONFIG_FILE,
     MLEM_DIR,
     MLEM_EXT,
@@ -23,6 +25,7 @@ from mlemremote._location import (
     resolve,
     split_scheme,
 )
+from mlemremote._settings import current as current_settings
 from mlemremote._stores import Expect, Expected, WriteConflict, read_bytes, store_for
 from mlemremote.core.errors import (
     AliasChangedError,
@@ -116,18 +119,55 @@ def link_target(link: MlemLink) -> Location:
     return at_revision(loc, link.rev) if link.rev is not None else loc
 
 
+MAX_NAME_BYTES = 1024  # S3's and GCS's limit on a key; Azure's is the same order
+_WINDOWS_PATH = re.compile(r"^([A-Za-z]:[\\/]|\\\\)")
+
+
+def check_link_field(value: str, what: str, where: str) -> None:
+    """A link's `path` or `repo` must be a plain, bounded, POSIX path or URI."""
+    if not value.strip() or "\x00" in value:
+        raise InvalidLinkError(f"{where}: {what} {value!r} is empty or holds a NUL byte")
+    if len(value.encode()) > MAX_NAME_BYTES:
+        raise InvalidLinkError(f"{where}: {what} is longer than {MAX_NAME_BYTES} bytes")
+    if _WINDOWS_PATH.match(value):
+        raise InvalidLinkError(f"{where}: {what} {value!r} is a Windows path")
+
+
+def _check_destination(uri: str, base: Location | None, where: str) -> None:
+    """Where a link may lead: an allowed scheme; a local path only from local links."""
+    scheme = split_scheme(uri)[0] or "file"
+    allowed = current_settings().link_schemes | {"memory"}
+    if base is not None and scheme == base.scheme and base.scheme != "file":
+        allowed = allowed | {base.scheme}  # e.g. links inside a repo served over http
+    if scheme not in allowed:
+        raise InvalidLinkError(f"{where}: links to {scheme}:// are not allowed: {uri}")
+    remote_base = base is not None and not base.is_local and base.scheme != "memory"
+    if scheme == "file" and remote_base and not current_settings().allow_local_links:
+        raise InvalidLinkError(
+            f"{where}: a link on a remote backend names a local path ({uri}); "
+            "configure(allow_local_links=True) to follow it"
+        )
+
+
 def _target(link: MlemLink, base: Location | None) -> Location:
+    where = _name(link)
+    check_link_field(link.path, "path", where)
     if link.repo is not None:
+        check_link_field(link.repo, "repo", where)
+        if split_scheme(link.repo)[0] is not None:  # scheme-less: MLEM's same-bucket form
+            _check_destination(link.repo, base, where)
         return _repo_link_target(link, link.repo, base)
     scheme, _ = split_scheme(link.path)
     if scheme is not None:
+        _check_destination(link.path, base, where)
         return resolve(link.path, like=base)
     if base is None:
         return resolve(link.path)  # an unsaved link: relative to the working directory
     if link.path.startswith("/"):
         if base.is_local or base.scheme == "memory":
             return base.sibling(posixpath.normpath(link.path))
-        raise InvalidLinkError(f"{base}: a link on {base.scheme}:// holds a local path")
+        _check_destination(link.path, base, where)  # refused unless local links are allowed
+        return resolve(link.path)
     folder = posixpath.dirname(base.fullpath)
     if not link.path.startswith(("./", "../")):  # ours are marked: relative to the link
         repo = base.repo
@@ -223,6 +263,10 @@ def check_name(name: str, what: str = "target") -> str:
         raise InvalidLinkError(f"{what} {name!r} ends with '/': name a file, not a folder")
     if split_scheme(name)[0] is not None or name.startswith("/"):
         raise InvalidLinkError(f"{what} {name!r} must be a name inside the repo, not a path or URI")
+    if len(name.encode()) > MAX_NAME_BYTES:
+        raise InvalidLinkError(f"{what} is longer than {MAX_NAME_BYTES} bytes")
+    if _WINDOWS_PATH.match(name) or "\\" in name:
+        raise InvalidLinkError(f"{what} {name!r} is a Windows path")
     parts = name.split("/")
     if ".." in parts or "." in parts or "" in parts:
         raise InvalidLinkError(f"{what} {name!r} must not contain '.', '..' or '//'")
@@ -248,7 +292,11 @@ def target_location(
         return repo_loc.sibling(join(folder, name + MLEM_EXT), repo=repo_loc.fullpath)
     if not isinstance(path, str) or path.endswith("/"):
         raise InvalidLinkError(f"target {path!r} ends with '/': name a file, not a folder")
+    check_link_field(path, "target", "link()")
     loc = resolve(path, storage_options=storage_options)
+    key = loc.fullpath.split("/", 1)[-1]  # the object key, below the bucket
+    if loc.scheme in BUCKET_SCHEMES and len(key.encode()) > MAX_NAME_BYTES:
+        raise InvalidLinkError(f"target {loc} is longer than {MAX_NAME_BYTES} bytes")
     parts = loc.fullpath.split("/")
     if MLEM_DIR in parts[:-1]:
         inside = parts[len(parts) - 1 - parts[::-1].index(MLEM_DIR) :]

@@ -10,9 +10,11 @@ from contextvars import ContextVar
 from typing import Any
 
 import fsspec
+import fsspec.config
 from fsspec.implementations.local import LocalFileSystem
 from fsspec.spec import AbstractFileSystem
 
+from mlemremote._redact import remember
 from mlemremote.core.errors import (
     InvalidLinkError,
     RevisionNotFound,
@@ -201,6 +203,9 @@ def filesystem(scheme: str, storage_options: Mapping[str, Any] | None) -> Abstra
         raise UnsupportedLocationError(f"{scheme}:// needs a backend package{hint}") from exc
     if scheme == "file" or cls is LocalFileSystem:
         return fsspec.filesystem("file")
+    remember(storage_options)
+    for protocol in _protocols(cls):
+        remember(fsspec.config.conf.get(protocol))
     return fsspec.filesystem(scheme, **dict(storage_options or {}))
 
 
@@ -276,7 +281,7 @@ def _filesystem_for(
     return filesystem(scheme, None)
 
 
-def _protocols(fs: AbstractFileSystem) -> tuple[str, ...]:
+def _protocols(fs: AbstractFileSystem | type[AbstractFileSystem]) -> tuple[str, ...]:
     proto = fs.protocol
     return tuple(proto) if isinstance(proto, (tuple, list)) else (proto,)
 

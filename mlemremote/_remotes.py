@@ -32,14 +32,13 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from mlemremote._redact import is_secret_name
 from mlemremote.core.errors import RemoteConfigError
 
 if TYPE_CHECKING:
     from mlemremote._location import Location
 
 USER_CONFIG_ENV = "MLEMREMOTE_CONFIG"
-# Option names that hold secrets: refused in a repo's config, redacted in messages.
-SECRET_WORDS = ("secret", "password", "key", "token", "credential", "connection_string", "sas")
 ALLOWED_IN_REPO = {("token", "anon")}  # gcsfs's anonymous access is not a secret
 
 
@@ -107,16 +106,11 @@ def _refuse_secrets(options: Mapping[str, Any], where: str) -> None:
     for option, value in options.items():
         if isinstance(value, dict):
             _refuse_secrets(value, where)
-        elif is_secret(str(option)) and (str(option), value) not in ALLOWED_IN_REPO:
+        elif is_secret_name(str(option)) and (str(option), value) not in ALLOWED_IN_REPO:
             raise RemoteConfigError(
                 f"{where}: option {option!r} looks like a secret; a repo's config is shared, "
                 "so put it in your user config (as 'env:') instead"
             )
-
-
-def is_secret(option: str) -> bool:
-    lowered = option.lower()
-    return any(word in lowered for word in SECRET_WORDS)
 
 
 def user_config_path() -> Path:

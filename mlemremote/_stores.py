@@ -9,10 +9,12 @@ file that is renamed into place; object stores replace an object in one PUT.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
 import fcntl
 import hashlib
+import logging
 import os
 import posixpath
 import tempfile
@@ -23,9 +25,13 @@ from datetime import datetime, timezone
 from enum import Enum
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import tenacity
 from fsspec.asyn import sync
 
+from mlemremote._redact import redact
+from mlemremote._settings import current as current_settings
 from mlemremote.core.errors import (
+    MetafileTooLargeError,
     MlemError,
     ReadOnlyLocationError,
     RevisionNotSupportedError,
@@ -34,6 +40,8 @@ from mlemremote.core.errors import (
 
 if TYPE_CHECKING:
     from mlemremote._location import Location
+
+logger = logging.getLogger("mlemremote")
 
 
 class Expect(Enum):
@@ -99,21 +107,49 @@ class Store:
 
     # -- reading -----------------------------------------------------------------------
     def read(self, loc: Location) -> Blob | None:
-        """The file at `loc` (at `loc.rev` where versions are kept), or None if missing."""
-        data = _fetch(loc, lambda: loc.fs.cat_file(loc.fullpath))
-        if data is None:
-            return None
-        data = bytes(data)
+        """The file at `loc` (at `loc.rev` where versions are kept) in one request, or
+        None if missing; transient faults are retried, files over the cap refused."""
+        limit = current_settings().max_metafile_bytes
+        blob = _fetch(loc, lambda: self._read_once(loc, limit))
+        if blob is not None and len(blob.data) > limit:
+            raise _too_large(loc, len(blob.data), limit)
+        return blob
+
+    def _read_once(self, loc: Location, limit: int) -> Blob | None:
+        # A range read: no more than the cap (+1 byte, to see that it is over) is fetched.
+        data = bytes(loc.fs.cat_file(loc.fullpath, start=0, end=limit + 1))
         with self._lock:
             return Blob(data, self._token(loc, data))
 
     # -- writing -----------------------------------------------------------------------
     def write(self, loc: Location, data: bytes, expect: Expected) -> Written:
-        """Write the whole file; raise `WriteConflict` when `expect` does not hold."""
+        """Write the whole file; raise `WriteConflict` when `expect` does not hold.
+
+        Transient faults are retried. A conditional write that fails its condition
+        after a retry is checked: if the file holds exactly our bytes, the earlier try
+        landed (its answer was lost) and this is reported as success, not a conflict.
+        """
         if loc.read_only:
             raise ReadOnlyLocationError(f"cannot write {loc}: it is read-only")
+        tries = [0]
+
+        def attempt() -> Written:
+            tries[0] += 1
+            return self._write_once(loc, data, expect)
+
+        try:
+            with _storage_errors(loc):
+                return _retrying(loc, "write", attempt)
+        except WriteConflict:
+            if tries[0] > 1 and expect is not Expect.ANY:
+                current = self.read(loc)
+                if current is not None and current.data == data:
+                    return Written(current.token, current.version)
+            raise
+
+    def _write_once(self, loc: Location, data: bytes, expect: Expected) -> Written:
         key = (type(loc.fs), loc.fullpath)
-        with _storage_errors(loc), self._lock:
+        with self._lock:
             if isinstance(expect, str):
                 current = _fetch(loc, lambda: loc.fs.cat_file(loc.fullpath))
                 if current is None or self._token(loc, bytes(current)) != expect:
@@ -154,36 +190,30 @@ class LocalStore(Store):
     def describe(self, loc: Location) -> str:
         return "local disk (outside git)"
 
-    def read(self, loc: Location) -> Blob | None:
-        try:
-            with open(loc.fullpath, "rb") as handle:
-                data = handle.read()
-                token = _file_token(os.fstat(handle.fileno()), data)
-        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-            return None
-        except OSError as exc:
-            raise StorageError(f"cannot read {loc}: {_describe(exc)}") from exc
-        return Blob(data, token)
+    def _read_once(self, loc: Location, limit: int) -> Blob | None:
+        with open(loc.fullpath, "rb") as handle:
+            stat = os.fstat(handle.fileno())
+            if stat.st_size > limit:
+                raise _too_large(loc, stat.st_size, limit)
+            data = handle.read(limit + 1)
+        return Blob(data, _file_token(stat, data))
 
-    def write(self, loc: Location, data: bytes, expect: Expected) -> Written:
+    def _write_once(self, loc: Location, data: bytes, expect: Expected) -> Written:
         path = loc.fullpath
         folder = os.path.dirname(path)
-        try:
-            os.makedirs(folder, exist_ok=True)
-            if expect is Expect.ANY:
+        os.makedirs(folder, exist_ok=True)
+        if expect is Expect.ANY:
+            token = _atomic_write(path, data, replace=True)
+        elif expect is Expect.ABSENT:
+            token = _atomic_write(path, data, replace=False)
+            if token is None:
+                raise WriteConflict(f"{loc} exists")
+        else:
+            with _folder_lock(folder):
+                current = self.read(loc)
+                if current is None or current.token != expect:
+                    raise WriteConflict(f"{loc} changed")
                 token = _atomic_write(path, data, replace=True)
-            elif expect is Expect.ABSENT:
-                token = _atomic_write(path, data, replace=False)
-                if token is None:
-                    raise WriteConflict(f"{loc} exists")
-            else:
-                with _folder_lock(folder):
-                    current = self.read(loc)
-                    if current is None or current.token != expect:
-                        raise WriteConflict(f"{loc} changed")
-                    token = _atomic_write(path, data, replace=True)
-        except OSError as exc:
-            raise StorageError(f"cannot write {loc}: {_describe(exc)}") from exc
         return Written(token)
 
 
@@ -195,45 +225,42 @@ class S3Store(Store):
     def describe(self, loc: Location) -> str:
         return "S3"
 
-    def read(self, loc: Location) -> Blob | None:
+    def _read_once(self, loc: Location, limit: int) -> Blob | None:
         bucket, key, _ = loc.fs.split_path(loc.fullpath)
         extra = {"VersionId": loc.rev} if loc.rev else {}
 
-        async def get() -> tuple[bytes, dict[str, Any]]:
+        async def get() -> Blob:
             resp = await loc.fs._call_s3("get_object", Bucket=bucket, Key=key, **extra)
             try:
-                return await resp["Body"].read(), resp
+                if resp.get("ContentLength", 0) > limit:
+                    raise _too_large(loc, resp["ContentLength"], limit)
+                data = await resp["Body"].read()
             finally:
                 resp["Body"].close()
+            version = resp.get("VersionId")
+            version = None if version in (None, "null") else version
+            return Blob(bytes(data), str(resp["ETag"]), version)
 
-        got = _fetch(loc, lambda: sync(loc.fs.loop, get))
-        if got is None:
-            return None
-        data, resp = got
-        version = resp.get("VersionId")
-        return Blob(bytes(data), str(resp["ETag"]), None if version in (None, "null") else version)
+        return sync(loc.fs.loop, get)  # type: ignore[no-any-return]
 
-    def write(self, loc: Location, data: bytes, expect: Expected) -> Written:
-        if loc.read_only:
-            raise ReadOnlyLocationError(f"cannot write {loc}: it is read-only")
-        with _storage_errors(loc):
-            try:
-                if expect is Expect.ANY:
-                    resp = loc.fs.pipe_file(loc.fullpath, data)
-                elif expect is Expect.ABSENT:
-                    resp = loc.fs.pipe_file(loc.fullpath, data, mode="create")
-                else:
-                    # Conditions go on this PUT only (never s3_additional_kwargs, which
-                    # would send them on every GET too).
-                    resp = loc.fs.pipe_file(loc.fullpath, data, IfMatch=expect)
-            except (FileExistsError, FileNotFoundError) as exc:
-                if expect is Expect.ANY:
-                    raise
-                raise WriteConflict(f"{loc} changed") from exc
-            except OSError as exc:
-                if expect is not Expect.ANY and _precondition_failed(exc):
-                    raise WriteConflict(f"{loc} changed") from exc
+    def _write_once(self, loc: Location, data: bytes, expect: Expected) -> Written:
+        try:
+            if expect is Expect.ANY:
+                resp = loc.fs.pipe_file(loc.fullpath, data)
+            elif expect is Expect.ABSENT:
+                resp = loc.fs.pipe_file(loc.fullpath, data, mode="create")
+            else:
+                # Conditions go on this PUT only (never s3_additional_kwargs, which
+                # would send them on every GET too).
+                resp = loc.fs.pipe_file(loc.fullpath, data, IfMatch=expect)
+        except (FileExistsError, FileNotFoundError) as exc:
+            if expect is Expect.ANY:
                 raise
+            raise WriteConflict(f"{loc} changed") from exc
+        except OSError as exc:
+            if expect is not Expect.ANY and _precondition_failed(exc):
+                raise WriteConflict(f"{loc} changed") from exc
+            raise
         version = resp.get("VersionId") if isinstance(resp, dict) else None
         token = resp.get("ETag") if isinstance(resp, dict) else None
         return Written(token, None if version in (None, "null") else version)
@@ -246,7 +273,7 @@ class S3Store(Store):
 
     def versioned(self, loc: Location) -> bool:
         bucket = loc.fs.split_path(loc.fullpath)[0]
-        with _storage_errors(loc):
+        with _storage_errors(loc, "list versions of"):
             status = loc.fs.call_s3("get_bucket_versioning", Bucket=bucket).get("Status")
         return bool(status == "Enabled")
 
@@ -254,7 +281,7 @@ class S3Store(Store):
         bucket, key, _ = loc.fs.split_path(loc.fullpath)
         found: list[Version] = []
         marker: dict[str, str] = {}
-        with _storage_errors(loc):
+        with _storage_errors(loc, "list versions of"):
             while True:
                 page = loc.fs.call_s3("list_object_versions", Bucket=bucket, Prefix=key, **marker)
                 for item in page.get("Versions", []):
@@ -283,33 +310,35 @@ class GCSStore(Store):
     def describe(self, loc: Location) -> str:
         return "GCS"
 
-    def read(self, loc: Location) -> Blob | None:
+    def _read_once(self, loc: Location, limit: int) -> Blob | None:
         fs = loc.fs
-        got = _fetch(loc, lambda: fs.call("GET", fs.url(loc.fullpath, generation=loc.rev)))
-        if got is None:
-            return None
-        headers, data = got
-        generation = headers.get("X-Goog-Generation")
-        if generation is None:  # pragma: no cover - every GCS server sends it
-            raise StorageError(f"{loc}: the server sent no generation")
-        return Blob(bytes(data), str(generation), str(generation))
+        url = fs.url(loc.fullpath, generation=loc.rev)
+        try:
+            headers, data = fs.call("GET", url, headers={"Range": f"bytes=0-{limit}"})
+        except Exception as exc:
+            if getattr(exc, "code", None) != 416:
+                raise
+            # An empty object has no byte 0: read it whole (it is empty).
+            headers, data = fs.call("GET", url)
+        total = str(headers.get("Content-Range", "")).rpartition("/")[2]
+        if total.isdigit() and int(total) > limit:
+            raise _too_large(loc, int(total), limit)
+        generation = str(headers.get("X-Goog-Generation", ""))
+        return Blob(bytes(data), generation, generation or None)
 
-    def write(self, loc: Location, data: bytes, expect: Expected) -> Written:
-        if loc.read_only:
-            raise ReadOnlyLocationError(f"cannot write {loc}: it is read-only")
+    def _write_once(self, loc: Location, data: bytes, expect: Expected) -> Written:
         fs = loc.fs
-        with _storage_errors(loc):
-            try:
-                if expect is Expect.ANY:
-                    out = fs.pipe_file(loc.fullpath, data)
-                elif expect is Expect.ABSENT:
-                    out = fs.pipe_file(loc.fullpath, data, mode="create")
-                else:
-                    out = self._upload_if_generation(loc, data, expect)
-            except FileExistsError as exc:  # gcsfs: 412 Precondition Failed
-                if expect is Expect.ANY:
-                    raise
-                raise WriteConflict(f"{loc} changed") from exc
+        try:
+            if expect is Expect.ANY:
+                out = fs.pipe_file(loc.fullpath, data)
+            elif expect is Expect.ABSENT:
+                out = fs.pipe_file(loc.fullpath, data, mode="create")
+            else:
+                out = self._upload_if_generation(loc, data, expect)
+        except FileExistsError as exc:  # gcsfs: 412 Precondition Failed
+            if expect is Expect.ANY:
+                raise
+            raise WriteConflict(f"{loc} changed") from exc
         generation = str(out["generation"]) if isinstance(out, dict) else None
         return Written(generation, generation)
 
@@ -349,7 +378,7 @@ class GCSStore(Store):
         bucket = loc.fs.split_path(loc.fullpath)[0]
         key = (id(loc.fs), bucket)
         if key not in self._versioning:
-            with _storage_errors(loc):
+            with _storage_errors(loc, "list versions of"):
                 meta = loc.fs.call("GET", "b/{}", bucket, json_out=True)
             self._versioning[key] = bool(meta.get("versioning", {}).get("enabled"))
         return self._versioning[key]
@@ -359,7 +388,7 @@ class GCSStore(Store):
         bucket, key, _ = fs.split_path(loc.fullpath)
         found: list[Version] = []
         page_token: dict[str, str] = {}
-        with _storage_errors(loc):
+        with _storage_errors(loc, "list versions of"):
             while True:
                 page = fs.call(
                     "GET", "b/{}/o", bucket, prefix=key, versions="true", json_out=True,
@@ -384,43 +413,40 @@ class AzureStore(Store):
     def describe(self, loc: Location) -> str:
         return "Azure Blob (blob versions are not supported yet)"
 
-    def read(self, loc: Location) -> Blob | None:
+    def _read_once(self, loc: Location, limit: int) -> Blob | None:
         fs = loc.fs
         container, blob, _ = fs.split_path(loc.fullpath)
 
-        async def get() -> tuple[bytes, str]:
+        async def get() -> Blob:
             async with fs.service_client.get_blob_client(container=container, blob=blob) as bc:
-                stream = await bc.download_blob()
-                return await stream.readall(), str(stream.properties.etag)
+                # retry_total=0: our retry policy is the one that counts.
+                stream = await bc.download_blob(retry_total=0)
+                if stream.size > limit:
+                    raise _too_large(loc, stream.size, limit)
+                return Blob(bytes(await stream.readall()), str(stream.properties.etag))
 
-        got = _fetch(loc, lambda: sync(fs.loop, get))
-        if got is None:
-            return None
-        return Blob(bytes(got[0]), got[1])
+        return sync(fs.loop, get)  # type: ignore[no-any-return]
 
-    def write(self, loc: Location, data: bytes, expect: Expected) -> Written:
+    def _write_once(self, loc: Location, data: bytes, expect: Expected) -> Written:
         from azure.core import MatchConditions
 
-        if loc.read_only:
-            raise ReadOnlyLocationError(f"cannot write {loc}: it is read-only")
-        conditions: dict[str, Any] = {}
+        conditions: dict[str, Any] = {"retry_total": 0}
         if isinstance(expect, str):
-            conditions = {"etag": expect, "match_condition": MatchConditions.IfNotModified}
-        with _storage_errors(loc):
-            try:
-                if expect is Expect.ABSENT:
-                    out = loc.fs.pipe_file(loc.fullpath, data, mode="create")
-                else:
-                    out = loc.fs.pipe_file(loc.fullpath, data, **conditions)
-            except FileExistsError as exc:
-                raise WriteConflict(f"{loc} exists") from exc
-            except Exception as exc:
-                if conditions and type(exc).__name__ in (
-                    "ResourceModifiedError",
-                    "ResourceNotFoundError",
-                ):
-                    raise WriteConflict(f"{loc} changed") from exc
-                raise
+            conditions.update(etag=expect, match_condition=MatchConditions.IfNotModified)
+        try:
+            if expect is Expect.ABSENT:
+                out = loc.fs.pipe_file(loc.fullpath, data, mode="create", **conditions)
+            else:
+                out = loc.fs.pipe_file(loc.fullpath, data, **conditions)
+        except FileExistsError as exc:
+            raise WriteConflict(f"{loc} exists") from exc
+        except Exception as exc:
+            if isinstance(expect, str) and type(exc).__name__ in (
+                "ResourceModifiedError",
+                "ResourceNotFoundError",
+            ):
+                raise WriteConflict(f"{loc} changed") from exc
+            raise
         return Written(str(out["etag"]) if isinstance(out, dict) else None)
 
 
@@ -456,9 +482,10 @@ T = TypeVar("T")
 
 
 def _fetch(loc: Location, get: Callable[[], T]) -> T | None:
-    """Run one read; None when the file (or, with `loc.rev`, that version) is missing."""
+    """Run one read, retrying transient faults; None when the file (or, with `loc.rev`,
+    that version) is missing."""
     try:
-        return get()
+        return _retrying(loc, "read", get)
     except MlemError:
         raise
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
@@ -466,22 +493,137 @@ def _fetch(loc: Location, get: Callable[[], T]) -> T | None:
     except Exception as exc:
         if getattr(exc, "errno", None) in (errno.ENOENT, errno.EISDIR, errno.ENOTDIR):
             return None
-        if type(exc).__name__ == "ResourceNotFoundError":  # azure-core
+        if _status_of(exc) == 404 or type(exc).__name__ == "ResourceNotFoundError":
             return None
         if loc.rev is not None and _bad_version(exc):
             return None
-        raise StorageError(f"cannot read {loc}: {_describe(exc)}") from exc
+        raise _storage_error(loc, "read", exc) from None
 
 
 @contextlib.contextmanager
-def _storage_errors(loc: Location) -> Iterator[None]:
+def _storage_errors(loc: Location, verb: str = "write") -> Iterator[None]:
     """Backend exceptions from writes and listings, as `StorageError` naming the URI."""
     try:
         yield
     except MlemError:
         raise
     except Exception as exc:
-        raise StorageError(f"storage request for {loc} failed: {_describe(exc)}") from exc
+        raise _storage_error(loc, verb, exc) from None
+
+
+def _storage_error(loc: Location, verb: str, exc: BaseException) -> StorageError:
+    # Raised `from None` with the backend's exception kept as `.original`: tracebacks
+    # then show only our (redacted) message, never a URL with a signature in it.
+    kind = "transient fault, retries exhausted" if is_transient(exc) else type(exc).__name__
+    error = StorageError(f"cannot {verb} {loc} ({kind}): {exc}")
+    error.original = exc
+    return error
+
+
+def _retrying(loc: Location, what: str, call: Callable[[], T]) -> T:
+    """`call()`, retried on transient faults with exponential backoff and full jitter,
+    bounded by attempts and by total time (see `configure`)."""
+    settings = current_settings()
+    retrying = tenacity.Retrying(
+        stop=tenacity.stop_after_attempt(settings.retry_attempts)
+        | tenacity.stop_after_delay(settings.retry_max_seconds),
+        wait=tenacity.wait_random_exponential(
+            multiplier=settings.retry_initial_wait, max=settings.retry_max_wait
+        ),
+        retry=tenacity.retry_if_exception(is_transient),
+        before_sleep=lambda state: logger.debug(
+            redact(
+                f"retrying {what} of {loc} (attempt {state.attempt_number} failed: "
+                f"{state.outcome.exception() if state.outcome else ''!r})"
+            )
+        ),
+        reraise=True,
+    )
+    return retrying(call)
+
+
+_TRANSIENT_STATUS = {429, 500, 502, 503, 504}
+_PERMANENT_STATUS = {400, 401, 403, 404, 409, 412, 416}
+_TRANSIENT_CODES = {
+    "SlowDown",
+    "InternalError",
+    "ServiceUnavailable",
+    "RequestTimeout",
+    "Throttling",
+    "ThrottlingException",
+    "ServerBusy",
+    "OperationTimedOut",
+    "InternalServerError",
+}
+_TRANSIENT_TYPES = {
+    "EndpointConnectionError",
+    "ConnectionClosedError",
+    "ReadTimeoutError",
+    "ConnectTimeoutError",
+    "ResponseStreamingError",
+    "IncompleteReadError",
+    "IncompleteRead",
+    "ServiceRequestError",
+    "ServiceResponseError",
+    "ServerDisconnectedError",
+    "ClientPayloadError",
+    "ClientConnectionError",
+    "ClientConnectorError",
+    "ClientOSError",
+    "ContentLengthError",
+    "TransferEncodingError",
+    "ProxyError",
+}
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Connection resets and timeouts, 429/500/502/503/504, SlowDown, ServerBusy: yes.
+    400/401/403/404/409/412 and everything of ours: no."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, MlemError):
+            return False
+        status = _status_of(current)
+        if status in _PERMANENT_STATUS:
+            return False
+        if status in _TRANSIENT_STATUS or _code_of(current) in _TRANSIENT_CODES:
+            return True
+        if isinstance(current, (ConnectionError, TimeoutError, asyncio.TimeoutError)):
+            return True
+        if type(current).__name__ in _TRANSIENT_TYPES:
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def _status_of(exc: BaseException) -> int | None:
+    for attr in ("status_code", "status", "code"):
+        value = getattr(exc, attr, None)
+        if isinstance(value, int) and 100 <= value < 600:
+            return value
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        if isinstance(status, int):
+            return status
+    return None
+
+
+def _code_of(exc: BaseException) -> str | None:
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        code = response.get("Error", {}).get("Code")
+        return str(code) if code is not None else None
+    code = getattr(exc, "error_code", None)  # azure-core
+    return str(code) if code is not None else None
+
+
+def _too_large(loc: Location, size: int, limit: int) -> MetafileTooLargeError:
+    return MetafileTooLargeError(
+        f"{loc} is {size} bytes, over the {limit}-byte cap for metafiles; it was not read"
+    )
 
 
 def _describe(exc: BaseException) -> str:

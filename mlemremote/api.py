@@ -32,6 +32,7 @@ from mlemremote._location import (
 )
 from mlemremote._remotes import current as current_remotes
 from mlemremote._remotes import remotes_scope
+from mlemremote._settings import Settings, configure, configured
 from mlemremote._stores import Expect, WriteConflict, store_for
 from mlemremote.core.errors import (
     InvalidLinkError,
@@ -192,7 +193,17 @@ def init(path: str = ".", *, storage_options: StorageOptions | None = None) -> N
         return  # another process made it a repo in the meantime
 
 
-__all__ = ["HistoryEntry", "history", "init", "link", "load_meta", "rollback"]
+__all__ = [
+    "HistoryEntry",
+    "Settings",
+    "configure",
+    "configured",
+    "history",
+    "init",
+    "link",
+    "load_meta",
+    "rollback",
+]
 
 
 @_api_call

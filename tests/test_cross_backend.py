@@ -20,6 +20,7 @@ from services import Endpoints
 
 from mlemremote.api import init, link, load_meta
 from mlemremote.core.errors import (
+    InvalidLinkError,
     LinkCycleError,
     ReadOnlyLocationError,
     WrongMetaType,
@@ -190,7 +191,12 @@ def test_links_read_over_http(http_root: tuple[Path, str], reads: list[str]) -> 
     init(repo)
     MlemModel(model_type={"served": True}).dump("models/rf", repo=repo, external=True)
     link("models/rf", source_repo=repo, target="latest", target_repo=repo)
-    link(str(folder / "repo" / "models" / "rf"), target=str(folder / "loose"))
+    MlemModel().dump(str(folder / "models" / "rf"))  # outside the repo: a relative link
+    link(str(folder / "models" / "rf"), target=str(folder / "loose"))
+    # Linking out of the repo writes `repo: file:///...`: a local path, refused over http.
+    link(str(folder / "repo" / "models" / "rf"), target=str(folder / "local-repo-link"))
+    with pytest.raises(InvalidLinkError, match="local path"):
+        load_meta(f"{url}/local-repo-link")
     loaded = load_meta("latest", repo=f"{url}/repo")
     assert loaded.model_type == {"served": True}
     assert loaded.loc.uri == f"{url}/repo/models/rf.mlem"

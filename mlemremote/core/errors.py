@@ -13,7 +13,13 @@ from collections.abc import Sequence
 
 
 class MlemError(Exception):
-    """Base class of every error this library raises on purpose."""
+    """Base class of every error this library raises on purpose. Its message never holds
+    credentials: known secret values and parameters are masked."""
+
+    def __init__(self, *args: object) -> None:
+        from mlemremote._redact import redact
+
+        super().__init__(*(redact(a) if isinstance(a, str) else a for a in args))
 
 
 class MlemObjectNotSavedError(MlemError):
@@ -71,6 +77,10 @@ class DeserializationError(MlemError):
     """A metafile is not valid: malformed YAML, unknown `object_type`, missing fields."""
 
 
+class MetafileTooLargeError(DeserializationError):
+    """A metafile is larger than the configured cap; it was not read."""
+
+
 class UnsupportedLocationError(MlemError):
     """A URI names a scheme we cannot use (unknown, or its backend is not installed)."""
 
@@ -92,4 +102,7 @@ class RemoteConfigError(MlemError):
 
 
 class StorageError(MlemError):
-    """The storage backend failed (permission denied, missing bucket, server error, ...)."""
+    """The storage backend failed (permission denied, missing bucket, server error, or
+    transient faults past the retry budget). `.original` is the backend's exception."""
+
+    original: BaseException | None = None

@@ -231,11 +231,24 @@ OBJECT_TYPES = ("model", "dataset", "data", "link", "env", "deployment", "packag
 TYPE_FOLDERS = ("link", "model", "dataset", "env", "deployment", "packager")
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """`yaml.SafeLoader` without aliases: metafiles never need them, and an alias bomb
+    would expand exponentially in validation (MLEM never writes them)."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()  # type: ignore[no-untyped-call]
+            raise yaml.composer.ComposerError(
+                None, None, "YAML aliases (*name) are not allowed in metafiles", event.start_mark
+            )
+        return super().compose_node(parent, index)
+
+
 def parse(data: bytes, uri: str) -> MlemObject:
     """Build an object from a metafile's bytes; every problem names `uri`."""
     try:
         text = data.decode("utf-8")
-        content = yaml.safe_load(text)
+        content = yaml.load(text, Loader=_StrictLoader)
     except UnicodeDecodeError as exc:
         raise DeserializationError(f"{uri}: not UTF-8 text ({exc.reason})") from exc
     except yaml.YAMLError as exc:

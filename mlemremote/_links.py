@@ -388,7 +388,10 @@ def write_link(
             raise InvalidLinkError(f"{target}: a link cannot point at itself")
         fields = _relative_fields(link._points_to, target, absolute)
         link.path, link.repo, link.rev = fields["path"], fields.get("repo"), fields.get("rev")
-    data = link.to_yaml().encode()
+    # A YAML comment with a write id (ignored by every reader, MLEM included) makes each
+    # write's bytes unique: a write whose answer was lost is recognised as ours, and S3
+    # ETags (content MD5s) change with every move, so compare-and-swap sees A -> B -> A.
+    data = (link.to_yaml() + f"# mlemremote write {uuid.uuid4().hex[:16]}\n").encode()
     store = store_for(target)
     token: Expected
     if expected is not None:

@@ -125,26 +125,21 @@ class Store:
     def write(self, loc: Location, data: bytes, expect: Expected) -> Written:
         """Write the whole file; raise `WriteConflict` when `expect` does not hold.
 
-        Transient faults are retried. A conditional write that fails its condition
-        after a retry is checked: if the file holds exactly our bytes, the earlier try
-        landed (its answer was lost) and this is reported as success, not a conflict.
+        Transient faults are retried (here, and often inside the SDK too). A conditional
+        write whose condition fails is checked once more: if the file now holds exactly
+        our bytes, an earlier try landed and only its answer was lost, so this is a
+        success, not a conflict. Callers make such bytes unique (link writes carry a
+        write id), so that they cannot be someone else's.
         """
         if loc.read_only:
             raise ReadOnlyLocationError(f"cannot write {loc}: it is read-only")
-        tries = [0]
-
-        def attempt() -> Written:
-            tries[0] += 1
-            return self._write_once(loc, data, expect)
-
         try:
             with _storage_errors(loc):
-                return _retrying(loc, "write", attempt)
+                return _retrying(loc, "write", lambda: self._write_once(loc, data, expect))
         except WriteConflict:
-            if tries[0] > 1 and expect is not Expect.ANY:
-                current = self.read(loc)
-                if current is not None and current.data == data:
-                    return Written(current.token, current.version)
+            current = self.read(loc)
+            if current is not None and current.data == data:
+                return Written(current.token, current.version)
             raise
 
     def _write_once(self, loc: Location, data: bytes, expect: Expected) -> Written:

@@ -19,12 +19,14 @@ os.environ["AWS_ENDPOINT_URL"] = "http://127.0.0.1:9"
 os.environ["AWS_ACCESS_KEY_ID"] = "unset"
 os.environ["AWS_SECRET_ACCESS_KEY"] = "unset"
 os.environ["STORAGE_EMULATOR_HOST"] = "http://127.0.0.1:9"
+# botocore's own retries off: the suite exercises (and times) mlemremote's retry policy.
+os.environ["AWS_MAX_ATTEMPTS"] = "1"
 
 import contextlib
 import subprocess
 import sys
 import uuid
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +56,15 @@ def gcs_options(url: str) -> dict[str, Any]:
 
 def azure_options(connection_string: str) -> dict[str, Any]:
     return {"connection_string": connection_string}
+
+
+@pytest.fixture(autouse=True)
+def quick_retries() -> Iterator[None]:
+    """The default retry policy, with short waits: the tests' faults are all local."""
+    from mlemremote.api import configured
+
+    with configured(retry_initial_wait=0.01, retry_max_wait=0.1, retry_max_seconds=20):
+        yield
 
 
 @pytest.fixture(autouse=True)
@@ -231,13 +242,15 @@ def other_backend(endpoints: Endpoints, tmp_path: Path) -> Any:
 
 # -- per-backend summary ---------------------------------------------------------------
 _outcomes: dict[str, Counter[str]] = {}
-STRESS_RESULTS: list[str] = []  # filled by test_stress.py, printed at the end
+# Figures the tests measure, printed at the end by section (stress, faults, crashes, ...).
+REPORT: defaultdict[str, list[str]] = defaultdict(list)
 
 
 def _backend_of(item: pytest.Item) -> str:
     callspec = getattr(item, "callspec", None)
-    if callspec is not None and "backend" in callspec.params:
-        return str(callspec.params["backend"])
+    for name in ("backend", "proxied"):
+        if callspec is not None and name in callspec.params:
+            return str(callspec.params[name])
     marker = item.get_closest_marker("backends")
     if marker is not None:
         return "+".join(marker.args)
@@ -260,9 +273,9 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
-    if STRESS_RESULTS:
-        terminalreporter.section("compare-and-swap stress")
-        for line in STRESS_RESULTS:
+    for section, lines in REPORT.items():
+        terminalreporter.section(section)
+        for line in lines:
             terminalreporter.write_line(line)
     if not _outcomes:
         return

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -127,7 +128,9 @@ def test_link_format_is_mlem(backend: Backend) -> None:
     model(backend, "m")
     link(backend.uri("m"), target=backend.uri("l"), **opts(backend))
     text = backend.read(backend.uri("l.mlem")).decode()
-    assert text == "link_type: model\nobject_type: link\npath: ./m.mlem\n"
+    body, comment = text.rsplit("\n", 2)[0] + "\n", text.rsplit("\n", 2)[1]
+    assert body == "link_type: model\nobject_type: link\npath: ./m.mlem\n"
+    assert re.fullmatch(r"# mlemremote write [0-9a-f]{16}", comment)
 
 
 def test_mlem_written_metafiles_load_and_round_trip(backend: Backend) -> None:

@@ -1,0 +1,148 @@
+"""Issue 4: transient faults, injected by a proxy in front of each emulator.
+
+`link()` and `load_meta()` succeed through K faults per request, fail with a typed error
+naming the URI once the retry budget is spent, never retry what is not transient, and
+never leave a partial alias: it is always the old content or the new.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import fsspec
+import pytest
+from conftest import REPORT, Backend, azure_options, gcs_options, make_backend, s3_options
+from faultproxy import FaultProxy
+from services import Endpoints
+
+from mlemremote.api import configured, history, init, link, load_meta
+from mlemremote.core.errors import MlemObjectNotFound, StorageError
+from mlemremote.core.objects import MlemModel
+
+CLOUDS = ["s3-moto", "s3-seaweedfs", "gcs", "azure"]
+FAULT_SUMMARY = REPORT["fault injection"]
+
+
+def upstream_of(name: str, endpoints: Endpoints) -> str:
+    if name.startswith("s3-"):
+        return endpoints.s3[name[3:]]
+    if name == "gcs":
+        return endpoints.gcs
+    part = next(p for p in endpoints.azure.split(";") if p.startswith("BlobEndpoint="))
+    return part.split("=", 1)[1].rsplit("/", 1)[0]
+
+
+@pytest.fixture(params=CLOUDS)
+def proxied(
+    request: pytest.FixtureRequest, endpoints: Endpoints, tmp_path: Path
+) -> Iterator[tuple[Backend, FaultProxy]]:
+    """A fresh bucket on `cloud`, reached through a fault proxy."""
+    name = request.param
+    direct = make_backend(name, endpoints, tmp_path)  # creates the bucket, directly
+    proxy = FaultProxy(upstream_of(name, endpoints))
+    url = proxy.start()
+    if name.startswith("s3-"):
+        options = s3_options(url)
+    elif name == "gcs":
+        options = gcs_options(url)
+    else:
+        options = azure_options(endpoints.azure.replace(upstream_of(name, endpoints), url))
+    fs = fsspec.filesystem(direct.scheme, **options)
+    try:
+        yield Backend(name, direct.scheme, direct.root, options, fs), proxy
+    finally:
+        proxy.stop()
+
+
+def setup_alias(b: Backend) -> str:
+    so = {"storage_options": b.storage_options}
+    repo = b.uri("repo")
+    init(repo, **so)
+    for name in ("v1", "v2"):
+        MlemModel(model_type={"name": name}).dump(name, repo=repo, external=True, **so)
+    link("v1", source_repo=repo, target="latest", target_repo=repo, **so)
+    return repo
+
+
+def not_config(method: str, path: str) -> bool:
+    return "config.yaml" not in path
+
+
+def alias_state(b: Backend, repo: str) -> str:
+    """What the alias points at (read once the proxy injects nothing): the model's name."""
+    model = load_meta("latest", repo=repo, storage_options=b.storage_options)
+    return str((model.model_type or {})["name"])
+
+
+@pytest.mark.parametrize("fault", ["503", "500", "drop", "cut", "delay"])
+def test_link_and_load_survive_faults(proxied: tuple[Backend, FaultProxy], fault: str) -> None:
+    b, proxy = proxied
+    so = {"storage_options": b.storage_options}
+    repo = setup_alias(b)
+    # gcsfs retries 5xx and connection errors itself, sleeping 1-2 s before its first
+    # retry: one fault per request there keeps the test short; two elsewhere.
+    per_request = 1 if b.name == "gcs" else 2
+    proxy.fail(fault, per_request=per_request, match=not_config)
+    link("v2", source_repo=repo, target="latest", target_repo=repo, **so)
+    loaded = load_meta("latest", repo=repo, **so)
+    assert loaded.model_type == {"name": "v2"}
+    injected = sum(proxy.injected.values())
+    assert injected >= 3
+    FAULT_SUMMARY.append(f"{b.name} {fault}: {injected} faults injected, link+load survived")
+
+
+def test_retry_budget_spent_gives_typed_error_and_old_content(
+    proxied: tuple[Backend, FaultProxy],
+) -> None:
+    b, proxy = proxied
+    so = {"storage_options": b.storage_options}
+    repo = setup_alias(b)
+    # gcsfs spends ~30 s retrying one request itself: give ours a single try there.
+    attempts = 1 if b.name == "gcs" else 3
+    with configured(retry_attempts=attempts):
+        proxy.requests.clear()
+        proxy.fail("503", per_request=1000, match=lambda m, p: m in ("PUT", "POST"))
+        with pytest.raises(StorageError) as info:
+            link("v2", source_repo=repo, target="latest", target_repo=repo, **so)
+        assert "latest.mlem" in str(info.value) and "://" in str(info.value)
+        puts = sum(n for k, n in proxy.requests.items() if k.startswith(("PUT", "POST")))
+        if b.name != "gcs":  # gcsfs retries 5xx six times itself, before we see them
+            assert puts == attempts
+        proxy.clear()
+        if b.name != "gcs":  # there, one more ~30 s of gcsfs's own backoff proves nothing new
+            proxy.fail("503", per_request=1000, match=lambda m, p: m == "GET" and "latest" in p)
+            with pytest.raises(StorageError, match=r"latest\.mlem"):
+                load_meta("latest", repo=repo, **so)
+    proxy.clear()
+    assert alias_state(b, repo) == "v1"  # the old content, whole
+    FAULT_SUMMARY.append(
+        f"{b.name} budget: {sum(proxy.injected.values())} faults injected, "
+        "failed with StorageError naming the URI, alias unchanged"
+    )
+
+
+@pytest.mark.parametrize("status", ["400", "403", "409"])
+def test_permanent_errors_are_not_retried(proxied: tuple[Backend, FaultProxy], status: str) -> None:
+    b, proxy = proxied
+    repo = setup_alias(b)
+    proxy.requests.clear()
+    proxy.fail(status, per_request=1000, match=lambda m, p: m == "GET" and "latest" in p)
+    with pytest.raises((StorageError, MlemObjectNotFound)):
+        load_meta("latest", repo=repo, storage_options=b.storage_options)
+    gets = [n for k, n in proxy.requests.items() if k.startswith("GET") and "latest" in k]
+    assert gets and max(gets) == 1, proxy.requests
+
+
+def test_write_whose_answer_was_lost_is_not_a_conflict(proxied: tuple[Backend, FaultProxy]) -> None:
+    """The PUT reaches the server, the answer is lost: the retried conditional PUT fails
+    its condition, and the library sees its own bytes there: success, written once."""
+    b, proxy = proxied
+    so = {"storage_options": b.storage_options}
+    repo = setup_alias(b)
+    before = len(history("latest", repo=repo, **so))
+    proxy.fail("lost-response", per_request=1, match=lambda m, p: m in ("PUT", "POST"))
+    link("v2", source_repo=repo, target="latest", target_repo=repo, **so)
+    assert proxy.injected["lost-response"] >= 1
+    assert alias_state(b, repo) == "v2"
+    assert len(history("latest", repo=repo, **so)) == before + 1

@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 
 from mlemremote._location import (
+    _UNKNOWN,
     BUCKET_SCHEMES,
     CONFIG_FILE,
     MLEM_DIR,
@@ -22,6 +23,7 @@ from mlemremote._location import (
     is_inside,
     join,
     relpath,
+    repo_from_path,
     resolve,
     split_scheme,
 )
@@ -179,6 +181,9 @@ def _target(link: MlemLink, base: Location | None) -> Location:
         if base.bucket and link.path.split("/", 1)[0] == base.bucket != "/":
             folder = ""  # MLEM on object stores wrote `bucket/key` without the scheme
     full = join(folder, link.path)
+    known_repo = base._repo if base._repo is not _UNKNOWN else repo_from_path(base.fullpath)
+    if known_repo is not None and not is_inside(full, known_repo):
+        raise InvalidLinkError(f"{base}: path {link.path!r} leaves the repo")
     if not is_inside(full, base.bucket):
         raise InvalidLinkError(f"{base}: path {link.path!r} leaves {base.uri_of(base.bucket)}")
     return base.sibling(full)

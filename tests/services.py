@@ -32,8 +32,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
-S3_KEY = os.environ.get("MLEMREMOTE_TEST_S3_KEY", "testing")
-S3_SECRET = os.environ.get("MLEMREMOTE_TEST_S3_SECRET", "testing")
+S3_KEY = os.environ.get("MLEMREMOTE_TEST_S3_KEY", "mlemremote-test-key")
+S3_SECRET = os.environ.get("MLEMREMOTE_TEST_S3_SECRET", "mlemremote-test-secret-8f2c")
 # The public, well-known development account of Azurite; not a secret.
 AZURITE_ACCOUNT = "devstoreaccount1"
 AZURITE_KEY = (

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 from conftest import Backend
-from services import Endpoints
+from services import S3_KEY, S3_SECRET, Endpoints
 
 from mlemremote.api import init, link, load_meta
 from mlemremote.core.errors import (
@@ -214,7 +214,7 @@ def test_links_read_over_http(http_root: tuple[Path, str], reads: list[str]) -> 
 @pytest.mark.backends("s3", "gcs", "azure")
 def test_no_endpoint_or_secret_in_written_yaml(endpoints: Endpoints, other_backend: Make) -> None:
     backends = [other_backend(name) for name in ("s3-moto", "gcs", "azure")]
-    secrets = ["testing", *endpoints.s3.values(), endpoints.gcs, endpoints.azure]
+    secrets = [S3_KEY, S3_SECRET, *endpoints.s3.values(), endpoints.gcs, endpoints.azure]
     secrets += [part.split("=", 1)[1] for part in endpoints.azure.split(";") if "=" in part]
     for i, src in enumerate(backends):
         dst = backends[(i + 1) % len(backends)]

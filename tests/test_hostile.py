@@ -1,0 +1,219 @@
+"""Issue 4: hostile and bad input. Each case: a clear typed error, nothing written or
+changed, on every backend. Credentials never show in YAML, messages, repr() or logs."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+import yaml
+from conftest import REPORT, Backend
+
+from mlemremote import _links
+from mlemremote.api import configured, init, link, load_meta
+from mlemremote.core.errors import (
+    DeserializationError,
+    InvalidLinkError,
+    LinkChainTooLongError,
+    LinkCycleError,
+    MetafileTooLargeError,
+    MlemError,
+)
+from mlemremote.core.objects import MlemModel
+
+TRIED: list[str] = []
+
+BAD_METAFILES = {
+    "malformed": b"object_type: link\npath: [unclosed\n",
+    "not-a-mapping": b"- a\n- list\n",
+    "scalar": b"just text\n",
+    "empty": b"",
+    "alias-bomb": (
+        b"a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
+        b"c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: &d [*c, *c, *c, *c, *c, *c, *c, *c]\n"
+        b"object_type: model\nmodel_type: {t: *d}\n"
+    ),
+    "python-object-tag": b"!!python/object/apply:os.system ['touch /tmp/pwned']\n",
+    "python-name-tag": b"object_type: !!python/name:os.system model\n",
+    "non-utf8": b"object_type: model\nname: \xff\xfe\xfa\n",
+    "unknown-object-type": b"object_type: pipeline\n",
+    "wrong-field-type": b"object_type: link\nlink_type: model\npath: {a: 1}\n",
+    "missing-field": b"object_type: link\nlink_type: model\n",
+    "link-type-list": b"object_type: link\nlink_type: [model]\npath: ./x.mlem\n",
+}
+
+
+def opts(backend: Backend) -> dict[str, Any]:
+    return {"storage_options": backend.storage_options}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_METAFILES))
+def test_bad_metafiles(backend: Backend, case: str) -> None:
+    backend.write(backend.uri("bad.mlem"), BAD_METAFILES[case])
+    before = backend.files()
+    with pytest.raises(DeserializationError) as info:
+        load_meta(backend.uri("bad"), **opts(backend))
+    assert "bad.mlem" in str(info.value)
+    # Linking to it fails too, and nothing is written.
+    with pytest.raises(MlemError):
+        link(backend.uri("bad"), target=backend.uri("alias"), **opts(backend))
+    assert backend.files() == before
+    TRIED.append(f"metafile:{case}")
+
+
+def test_metafile_over_the_size_cap(backend: Backend) -> None:
+    body = b"object_type: model\nmodel_type: {pad: '" + b"x" * 5000 + b"'}\n"
+    backend.write(backend.uri("big.mlem"), body)
+    with (
+        configured(max_metafile_bytes=4096),
+        pytest.raises(MetafileTooLargeError, match=r"big\.mlem"),
+    ):
+        load_meta(backend.uri("big"), **opts(backend))
+    assert isinstance(load_meta(backend.uri("big"), **opts(backend)), MlemModel)
+    TRIED.append("metafile:over-cap")
+
+
+BAD_LINK_PATHS = {
+    "climbs-out-of-bucket": "../../../../../../etc/passwd.mlem",
+    "nul-byte": "./models/rf\x00.mlem",
+    "windows-drive": "C:\\models\\rf.mlem",
+    "windows-unc": "\\\\server\\share\\rf.mlem",
+    "empty": "",
+    "too-long": "./" + "a" * 1100 + ".mlem",
+    "metadata-endpoint": "http://169.254.169.254/latest/meta-data/iam.mlem",
+    "unknown-scheme": "gopher://example/rf.mlem",
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_LINK_PATHS))
+def test_hostile_link_paths(backend: Backend, case: str) -> None:
+    path = BAD_LINK_PATHS[case]
+    repo = backend.uri("repo")
+    init(repo, **opts(backend))
+    text = yaml.safe_dump({"object_type": "link", "link_type": "model", "path": path})
+    backend.write(backend.uri("repo", ".mlem", "link", "bad.mlem"), text)
+    before = backend.files()
+    with pytest.raises(InvalidLinkError):
+        load_meta("bad", repo=repo, **opts(backend))
+    assert backend.files() == before
+    TRIED.append(f"link-path:{case}")
+
+
+def test_repo_relative_link_cannot_leave_its_repo(backend: Backend) -> None:
+    repo = backend.uri("repo")
+    init(repo, **opts(backend))
+    MlemModel().dump(backend.uri("outside"), **opts(backend))
+    for path in ("../../../outside.mlem", "models/../../outside.mlem"):
+        text = yaml.safe_dump({"object_type": "link", "link_type": "model", "path": path})
+        backend.write(backend.uri("repo", ".mlem", "link", "escape.mlem"), text)
+        with pytest.raises(InvalidLinkError):
+            load_meta("escape", repo=repo, **opts(backend))
+        TRIED.append("link-path:leaves-repo")
+
+
+def test_local_paths_in_remote_links_need_opting_in(backend: Backend, tmp_path: Any) -> None:
+    MlemModel().dump(str(tmp_path / "local-model"))
+    for path in (f"file://{tmp_path}/local-model.mlem", f"{tmp_path}/local-model.mlem"):
+        text = yaml.safe_dump({"object_type": "link", "link_type": "model", "path": path})
+        backend.write(backend.uri("l.mlem"), text)
+        if backend.name in ("local", "memory"):
+            if backend.name == "local":  # a local link may name a local path
+                assert isinstance(load_meta(backend.uri("l"), **opts(backend)), MlemModel)
+            continue
+        with pytest.raises(InvalidLinkError, match="local path"):
+            load_meta(backend.uri("l"), **opts(backend))
+        with configured(allow_local_links=True):
+            assert isinstance(load_meta(backend.uri("l"), **opts(backend)), MlemModel)
+        TRIED.append("link-path:local-from-remote")
+
+
+@pytest.mark.parametrize(
+    "target", ["", "a\x00b", "C:\\x", "x" * 1100, "../x", ".mlem/model/x", "x/", "/abs"]
+)
+def test_hostile_target_names(backend: Backend, target: str) -> None:
+    repo = backend.uri("repo")
+    init(repo, **opts(backend))
+    MlemModel().dump("rf", repo=repo, external=True, **opts(backend))
+    before = backend.files()
+    with pytest.raises(InvalidLinkError):
+        link("rf", source_repo=repo, target=target, target_repo=repo, **opts(backend))
+    assert backend.files() == before
+    TRIED.append("target-name")
+
+
+@pytest.mark.parametrize("length", [1, 2, 3])
+def test_cycles_name_the_chain_and_read_each_metafile_once(
+    backend: Backend, length: int, reads: list[str]
+) -> None:
+    names = [f"c{i}" for i in range(length)]
+    for i, name in enumerate(names):
+        to = names[(i + 1) % length]
+        backend.write(
+            backend.uri(f"{name}.mlem"), f"object_type: link\nlink_type: model\npath: ./{to}.mlem\n"
+        )
+    reads.clear()
+    with pytest.raises(LinkCycleError) as info:
+        load_meta(backend.uri("c0"), **opts(backend))
+    assert len(info.value.chain) == length + 1
+    assert info.value.chain[0] == info.value.chain[-1]
+    assert len(reads) == len(set(reads)) == length
+    TRIED.append(f"cycle:{length}")
+
+
+def test_chain_longer_than_the_hop_limit(backend: Backend, reads: list[str]) -> None:
+    MlemModel().dump(backend.uri("rf"), **opts(backend))
+    previous = "rf"
+    for i in range(_links.MAX_HOPS + 1):
+        backend.write(
+            backend.uri(f"h{i}.mlem"),
+            f"object_type: link\nlink_type: model\npath: ./{previous}.mlem\n",
+        )
+        previous = f"h{i}"
+    reads.clear()
+    with pytest.raises(LinkChainTooLongError) as info:
+        load_meta(backend.uri(previous), **opts(backend))
+    assert len(info.value.chain) == _links.MAX_HOPS + 2
+    assert len(reads) == len(set(reads))
+    TRIED.append("chain:too-long")
+
+
+def test_credentials_never_leak(backend: Backend, caplog: pytest.LogCaptureFixture) -> None:
+    """YAML, exception messages, repr() and logs, on every backend."""
+    options = backend.storage_options or {}
+    # Credentials, not endpoints: an endpoint in a message helps and gives nothing away.
+    secrets = [str(options[k]) for k in ("key", "secret", "connection_string") if k in options]
+    if "connection_string" in options:
+        secrets.append(options["connection_string"].split("AccountKey=")[1].split(";")[0])
+    caplog.set_level(logging.DEBUG)
+    messages: list[str] = []
+    repo = backend.uri("repo")
+    init(repo, **opts(backend))
+    model = MlemModel()
+    model.dump("rf", repo=repo, external=True, **opts(backend))
+    made = link("rf", source_repo=repo, target="latest", target_repo=repo, **opts(backend))
+    loaded = load_meta("latest", repo=repo, **opts(backend))
+    messages += [repr(model), repr(made), repr(loaded), repr(loaded.location), str(made.location)]
+    # Errors that carry backend details: a missing bucket, bad files, a bad link.
+    calls = [lambda: load_meta("missing", repo=repo, **opts(backend))]
+    if backend.scheme in ("s3", "gs", "az"):
+        bad_bucket = f"{backend.scheme}://no-such-bucket-zz/x"
+        calls += [
+            lambda: load_meta(bad_bucket, **opts(backend)),
+            lambda: link("rf", source_repo=repo, target=bad_bucket, **opts(backend)),
+        ]
+    for call in calls:
+        with configured(retry_attempts=1), pytest.raises(MlemError) as info:
+            call()
+        messages += [str(info.value), repr(info.value)]
+    messages += [record.getMessage() for record in caplog.records if "mlemremote" in record.name]
+    written = [data.decode(errors="replace") for data in backend.files().values()]
+    for text in messages + written:
+        for secret in secrets:
+            assert secret not in text
+    TRIED.append("credentials")
+
+
+def test_report_counts() -> None:
+    """Runs last in this module: records how many hostile inputs were tried."""
+    REPORT["hostile input"].append(f"{len(TRIED)} hostile inputs tried, each refused")

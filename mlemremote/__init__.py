@@ -9,12 +9,45 @@
 {'type': 'sklearn'}
 """
 
-from mlemremote._location import Location, resolve
-from mlemremote.api import configure, history, init, link, load_meta, rollback
-from mlemremote.core.errors import MlemError
-from mlemremote.core.objects import MlemData, MlemLink, MlemModel, MlemObject
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+# Re-exports, imported on first use: `mlemremote --help` then loads no library code.
+_EXPORTS = {
+    "Location": "mlemremote._location",
+    "resolve": "mlemremote._location",
+    "configure": "mlemremote.api",
+    "history": "mlemremote.api",
+    "init": "mlemremote.api",
+    "link": "mlemremote.api",
+    "load_many": "mlemremote.api",
+    "load_meta": "mlemremote.api",
+    "rollback": "mlemremote.api",
+    "MlemError": "mlemremote.core.errors",
+    "MlemData": "mlemremote.core.objects",
+    "MlemLink": "mlemremote.core.objects",
+    "MlemModel": "mlemremote.core.objects",
+    "MlemObject": "mlemremote.core.objects",
+}
+
+if TYPE_CHECKING:
+    from mlemremote._location import Location, resolve
+    from mlemremote.api import configure, history, init, link, load_many, load_meta, rollback
+    from mlemremote.core.errors import MlemError
+    from mlemremote.core.objects import MlemData, MlemLink, MlemModel, MlemObject
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'mlemremote' has no attribute {name!r}")
+
 
 __all__ = [
     "Location",
@@ -27,6 +60,7 @@ __all__ = [
     "history",
     "init",
     "link",
+    "load_many",
     "load_meta",
     "resolve",
     "rollback",

@@ -16,6 +16,7 @@ from mlemremote._location import (
     _UNKNOWN,
     BUCKET_SCHEMES,
     CONFIG_FILE,
+    HISTORY_PREFIX,
     MLEM_DIR,
     MLEM_EXT,
     Location,
@@ -215,7 +216,14 @@ def walk(start: MlemObject, *, follow_links: bool = True) -> tuple[MlemObject, l
 
     Each hop checks `link_type` against what it finds; at most `MAX_HOPS` hops.
     """
+    objects = walk_all(start, follow_links=follow_links)
+    return objects[-1], [_name(obj) for obj in objects]
+
+
+def walk_all(start: MlemObject, *, follow_links: bool = True) -> list[MlemObject]:
+    """`start` and every object reached from it, in order (see `walk`)."""
     chain = [_name(start)]
+    objects = [start]
     obj = start
     while isinstance(obj, MlemLink):
         target = link_target(obj)
@@ -224,10 +232,11 @@ def walk(start: MlemObject, *, follow_links: bool = True) -> tuple[MlemObject, l
         if len(chain) - 1 > MAX_HOPS:
             raise LinkChainTooLongError(chain, MAX_HOPS)
         _check_type(obj, found)
+        objects.append(found)
         obj = found
         if not follow_links:
             break
-    return obj, chain
+    return objects
 
 
 def _check_type(link: MlemLink, found: MlemObject) -> None:
@@ -456,9 +465,6 @@ def _current_link_token(target: Location) -> Expected:
 
 
 # -- history -----------------------------------------------------------------------------
-HISTORY_DIR = "history"
-
-
 def history_folder(target: Location) -> Location | None:
     """Where the append-only log of moves of the link at `target` lives (in its repo's
     `.mlem/history/`), or None outside a repo."""
@@ -468,7 +474,7 @@ def history_folder(target: Location) -> Location | None:
     rel = relpath(target.fullpath, repo)
     prefix = f"{MLEM_DIR}/link/"
     key = "link/" + rel[len(prefix) :] if rel.startswith(prefix) else "external/" + rel
-    return target.sibling(join(repo, MLEM_DIR, HISTORY_DIR, key), repo=repo)
+    return target.sibling(join(repo, HISTORY_PREFIX, key), repo=repo)
 
 
 def _log_move(link: MlemLink, target: Location, version: str | None, *, previous: Expected) -> None:

@@ -25,6 +25,7 @@ from mlemremote.core.errors import (
 MLEM_DIR = ".mlem"
 MLEM_EXT = ".mlem"
 CONFIG_FILE = "config.yaml"
+HISTORY_PREFIX = f"{MLEM_DIR}/history/"  # the append-only log of alias moves
 
 # Schemes whose first path component is a bucket or container: repo lookup stops there,
 # and a relative link never leaves it.

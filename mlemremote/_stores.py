@@ -306,6 +306,7 @@ class GCSStore(Store):
         return "GCS"
 
     def _read_once(self, loc: Location, limit: int) -> Blob | None:
+        _quiet_gcsfs_416()
         fs = loc.fs
         url = fs.url(loc.fullpath, generation=loc.rev)
         try:
@@ -397,6 +398,20 @@ class GCSStore(Store):
                     break
                 page_token = {"pageToken": page["nextPageToken"]}
         return sorted(found, key=lambda v: v.time, reverse=True)
+
+
+class _Drop416(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "non-retriable exception: , 416" not in record.getMessage()
+
+
+def _quiet_gcsfs_416() -> None:
+    """gcsfs logs every 416 with a traceback at ERROR level; a range read of an empty
+    object (MLEM's `.mlem/config.yaml` is empty) answers 416 by design, so that one
+    message is dropped."""
+    gcsfs_logger = logging.getLogger("gcsfs")
+    if not any(isinstance(f, _Drop416) for f in gcsfs_logger.filters):
+        gcsfs_logger.addFilter(_Drop416())
 
 
 class AzureStore(Store):

@@ -15,10 +15,10 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
-from mlemremote import _links
+from mlemremote import _bulk, _links
 from mlemremote._links import HistoryEntry
 from mlemremote._location import (
     _UNKNOWN,
@@ -36,6 +36,7 @@ from mlemremote._settings import Settings, configure, configured
 from mlemremote._stores import Expect, WriteConflict, store_for
 from mlemremote.core.errors import (
     InvalidLinkError,
+    MlemError,
     MlemObjectNotFound,
     MlemObjectNotSavedError,
 )
@@ -64,6 +65,38 @@ def _anchor(loc: Location) -> None:
     repo = loc._repo if loc._repo is not _UNKNOWN else repo_from_path(loc.fullpath)
     if repo is not None:
         remotes.anchor = loc.sibling(repo, repo=repo)
+
+
+@_api_call
+def load_many(
+    paths: Sequence[str],
+    repo: str | None = None,
+    *,
+    follow_links: bool = True,
+    force_type: type[MlemObject] | None = None,
+    storage_options: StorageOptions | None = None,
+    concurrency: int = 32,
+) -> list[MlemObject | MlemError]:
+    """`load_meta` for many paths at once, at most `concurrency` requests in flight and
+    one GET per metafile per hop. Returns the objects in order; where a path fails, its
+    error (a `MlemError`) stands in its place instead of aborting the batch.
+
+    >>> import tempfile, os
+    >>> from mlemremote import MlemModel
+    >>> from mlemremote.api import load_many
+    >>> folder = tempfile.mkdtemp()
+    >>> _ = MlemModel().dump(os.path.join(folder, "rf"))
+    >>> [type(r).__name__ for r in load_many([folder + "/rf", folder + "/missing"])]
+    ['MlemModel', 'MlemObjectNotFound']
+    """
+    return _bulk.load_many(
+        paths,
+        repo,
+        follow_links=follow_links,
+        force_type=force_type,
+        storage_options=storage_options,
+        concurrency=concurrency,
+    )
 
 
 @_api_call
@@ -201,6 +234,7 @@ __all__ = [
     "history",
     "init",
     "link",
+    "load_many",
     "load_meta",
     "rollback",
 ]

@@ -1,0 +1,191 @@
+"""Many metafiles at once: `load_many`, listing a repo, checking every link under a prefix.
+
+Requests run concurrently (bounded) on fsspec's shared event loop: worker threads share
+one filesystem per backend and each request still costs one GET per metafile per hop.
+Errors are collected per path; one bad link never aborts the batch.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import posixpath
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from mlemremote import _links
+from mlemremote._location import HISTORY_PREFIX, MLEM_DIR, MLEM_EXT, Location, is_inside, resolve
+from mlemremote.core.errors import (
+    InvalidLinkError,
+    LinkChainTooLongError,
+    LinkCycleError,
+    MlemError,
+    MlemObjectNotFound,
+    WrongMetaType,
+)
+from mlemremote.core.objects import MlemLink, MlemObject
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def run_concurrently(
+    items: Sequence[T], work: Callable[[T], R], concurrency: int
+) -> Iterator[tuple[int, R]]:
+    """(index, result) as each item completes; each task runs in a copy of this context
+    (the call's shared repo probes and remotes)."""
+    with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(items) or 1))) as pool:
+        futures: dict[Future[R], int] = {
+            pool.submit(contextvars.copy_context().run, work, item): i
+            for i, item in enumerate(items)
+        }
+        for future in as_completed(futures):
+            yield futures[future], future.result()
+
+
+def load_many(
+    paths: Sequence[str],
+    repo: str | None = None,
+    *,
+    follow_links: bool = True,
+    force_type: type[MlemObject] | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+    concurrency: int = 32,
+) -> list[MlemObject | MlemError]:
+    """Like `load_meta` for each path; the results in order, an error in place of each
+    object that could not be loaded."""
+    locations: list[Location | MlemError] = []
+    for path in paths:
+        try:
+            locations.append(resolve(path, repo, storage_options=storage_options))
+        except MlemError as exc:
+            locations.append(exc)
+
+    def load(loc: Location | MlemError) -> MlemObject | MlemError:
+        if isinstance(loc, MlemError):
+            return loc
+        try:
+            obj = _links.find_meta(loc, repo_given=repo is not None)
+            if follow_links and isinstance(obj, MlemLink):
+                obj, _ = _links.walk(obj)
+            _links.check_force_type(obj, force_type)
+            return obj
+        except MlemError as exc:
+            return exc
+
+    results: list[MlemObject | MlemError] = [MlemError("not loaded")] * len(paths)
+    for index, result in run_concurrently(locations, load, concurrency):
+        results[index] = result
+    return results
+
+
+def metafiles_under(loc: Location) -> list[Location]:
+    """Every metafile below `loc` (one listing), leaving out the history log."""
+    fs = loc.fs
+    try:
+        fs.invalidate_cache(loc.fullpath)
+        found = fs.find(loc.fullpath)
+    except FileNotFoundError:
+        return []
+    files = [str(p) for p in (found.keys() if isinstance(found, dict) else found)]
+    return [
+        loc.sibling(path)
+        for path in sorted(files)
+        if path.endswith(MLEM_EXT) and HISTORY_PREFIX not in path
+    ]
+
+
+def list_repo(
+    repo: str, *, storage_options: Mapping[str, Any] | None = None, concurrency: int = 32
+) -> list[tuple[str, MlemObject | MlemError]]:
+    """(name in the repo, object or error) for every metafile in `repo`."""
+    root = resolve(repo, storage_options=storage_options).as_repo()
+    files = metafiles_under(root)
+
+    def read(loc: Location) -> MlemObject | MlemError:
+        try:
+            return _links.read_object(loc) or MlemObjectNotFound(f"{loc} vanished")
+        except MlemError as exc:
+            return exc
+
+    results: list[Any] = [None] * len(files)
+    for index, obj in run_concurrently(files, read, concurrency):
+        results[index] = obj
+    return [
+        (posixpath.relpath(loc.fullpath, root.fullpath), obj)
+        for loc, obj in zip(files, results, strict=True)
+    ]
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One link's fate: `status` is ok, external (leaves the repo), dangling, cycle,
+    type-mismatch or invalid; the last four are broken."""
+
+    uri: str
+    status: str
+    detail: str = ""
+
+    @property
+    def broken(self) -> bool:
+        return self.status not in ("ok", "external")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "uri": self.uri,
+            "status": self.status,
+            "broken": self.broken,
+            "detail": self.detail,
+        }
+
+    def line(self) -> str:
+        return f"{self.status:<13} {self.uri}" + (f"  {self.detail}" if self.detail else "")
+
+
+@dataclass
+class Checks:
+    total: int
+    results: Iterator[CheckResult]
+
+
+_STATUS: list[tuple[type[MlemError], str]] = [
+    (LinkCycleError, "cycle"),
+    (LinkChainTooLongError, "cycle"),
+    (WrongMetaType, "type-mismatch"),
+    (MlemObjectNotFound, "dangling"),
+    (InvalidLinkError, "invalid"),
+    (MlemError, "invalid"),
+]
+
+
+def check_links(
+    prefix: str, *, storage_options: Mapping[str, Any] | None = None, concurrency: int = 32
+) -> Checks:
+    """Resolve every link below `prefix`; results stream in as they complete."""
+    root = resolve(prefix, storage_options=storage_options)
+    files = metafiles_under(root)
+    repo = root.repo if MLEM_DIR not in root.fullpath.split("/") else None
+
+    def check(loc: Location) -> CheckResult | None:
+        try:
+            obj = _links.read_object(loc)
+            if not isinstance(obj, MlemLink):
+                return None
+            final, _ = _links.walk(obj)
+        except MlemError as exc:
+            status = next(name for cls, name in _STATUS if isinstance(exc, cls))
+            return CheckResult(str(loc), status, str(exc))
+        end = final.loc
+        inside = repo is not None and end.same_storage(root) and is_inside(end.fullpath, repo)
+        if repo is not None and not inside:
+            return CheckResult(str(loc), "external", f"-> {end}")
+        return CheckResult(str(loc), "ok", f"-> {end}")
+
+    def stream() -> Iterator[CheckResult]:
+        for _, result in run_concurrently(files, check, concurrency):
+            if result is not None:
+                yield result
+
+    links = files  # the bar counts metafiles; non-links finish at once
+    return Checks(total=len(links), results=stream())

@@ -1,0 +1,234 @@
+"""The `mlemremote` command line (typer). The library is imported inside each command, so
+that `mlemremote --help` loads neither pydantic nor any cloud SDK."""
+
+from __future__ import annotations
+
+import json
+import sys
+import traceback
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+
+import typer
+
+if TYPE_CHECKING:
+    from mlemremote._bulk import CheckResult
+
+app = typer.Typer(
+    name="mlemremote",
+    help="MLEM-compatible links to ML models on local disk, S3, GCS and Azure Blob.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+StorageOptions = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--storage-option",
+        "-o",
+        help="KEY=VALUE passed to the filesystem (repeatable; dotted keys nest, e.g. "
+        "client_kwargs.endpoint_url=http://127.0.0.1:9000).",
+    ),
+]
+Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Show tracebacks on errors.")]
+Json = Annotated[bool, typer.Option("--json", help="Print JSON for machines.")]
+T = TypeVar("T")
+
+
+def parse_storage_options(items: list[str] | None) -> dict[str, Any] | None:
+    """`["a=1", "client_kwargs.endpoint_url=http://x"]` -> `{"a": 1, "client_kwargs": {...}}`."""
+    if not items:
+        return None
+    import yaml
+
+    options: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"expected KEY=VALUE, got {item!r}")
+        value = yaml.safe_load(raw) if raw else ""
+        node = options
+        *parents, last = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[last] = value
+    return options
+
+
+def _run(verbose: bool, action: Callable[[], T]) -> T:
+    """Run a command; a library error is one line on stderr and exit code 2."""
+    from mlemremote.core.errors import MlemError
+
+    try:
+        return action()
+    except MlemError as exc:
+        if verbose:
+            traceback.print_exc()
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def init(path: str, storage_option: StorageOptions = None, verbose: Verbose = False) -> None:
+    """Make PATH a repo (create PATH/.mlem/config.yaml); does nothing if it is one."""
+    from mlemremote.api import init as do_init
+
+    options = parse_storage_options(storage_option)
+    _run(verbose, lambda: do_init(path, storage_options=options))
+    typer.echo(f"initialised {path}")
+
+
+@app.command()
+def link(
+    source: str,
+    target: str,
+    source_repo: Annotated[str | None, typer.Option("--source-repo", "--sr")] = None,
+    rev: Annotated[str | None, typer.Option("--rev")] = None,
+    target_repo: Annotated[str | None, typer.Option("--target-repo", "--tr")] = None,
+    external: Annotated[bool, typer.Option("--external", "-e")] = False,
+    follow_links: Annotated[bool, typer.Option("--follow-links/--no-follow-links")] = True,
+    absolute: Annotated[bool, typer.Option("--absolute/--relative")] = False,
+    storage_option: StorageOptions = None,
+    verbose: Verbose = False,
+) -> None:
+    """Link SOURCE (a path, URI or name in --source-repo) at TARGET, like `mlem link`."""
+    from mlemremote.api import link as do_link
+
+    options = parse_storage_options(storage_option)
+    made = _run(
+        verbose,
+        lambda: do_link(
+            source,
+            source_repo=source_repo,
+            rev=rev,
+            target=target,
+            target_repo=target_repo,
+            external=external,
+            follow_links=follow_links,
+            absolute=absolute,
+            storage_options=options,
+        ),
+    )
+    typer.echo(f"{made.location} -> {made.path}" + (f" in {made.repo}" if made.repo else ""))
+
+
+@app.command()
+def show(
+    path: str,
+    repo: Annotated[str | None, typer.Option("--repo")] = None,
+    no_follow: Annotated[bool, typer.Option("--no-follow")] = False,
+    storage_option: StorageOptions = None,
+    json_out: Json = False,
+    verbose: Verbose = False,
+) -> None:
+    """Show the chain of hops from PATH, each with its URI, and the final object."""
+    from mlemremote import _links
+    from mlemremote.api import load_meta
+
+    options = parse_storage_options(storage_option)
+
+    def hops() -> list[Any]:
+        first = load_meta(path, repo, follow_links=False, storage_options=options)
+        if no_follow:
+            return [first]
+        return _links.walk_all(first)
+
+    chain = _run(verbose, hops)
+    rows = [
+        {"hop": i, "object_type": obj.object_type, "uri": str(obj.location), **_pointer(obj)}
+        for i, obj in enumerate(chain)
+    ]
+    if json_out:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        points = f"  -> {row['points_to']}" if row.get("points_to") else ""
+        typer.echo(f"{row['hop']:>3}  {row['object_type']:<8} {row['uri']}{points}")
+
+
+def _pointer(obj: Any) -> dict[str, Any]:
+    if obj.object_type != "link":
+        return {}
+    target = obj.path if obj.repo is None else f"{obj.repo} : {obj.path}"
+    return {"points_to": target + (f" @ {obj.rev}" if obj.rev else ""), "link_type": obj.link_type}
+
+
+@app.command("ls")
+def ls(
+    repo: str,
+    storage_option: StorageOptions = None,
+    json_out: Json = False,
+    verbose: Verbose = False,
+) -> None:
+    """List the links and objects in REPO (any backend)."""
+    from mlemremote import _bulk
+    from mlemremote.core.errors import MlemError
+
+    options = parse_storage_options(storage_option)
+    entries = _run(verbose, lambda: _bulk.list_repo(repo, storage_options=options))
+    rows = [
+        {"name": name, "object_type": "invalid", "error": str(obj)}
+        if isinstance(obj, MlemError)
+        else {
+            "name": name,
+            "object_type": obj.object_type,
+            "uri": str(obj.location),
+            **_pointer(obj),
+        }
+        for name, obj in entries
+    ]
+    if json_out:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    width = max((len(r["name"]) for r in rows), default=4)
+    typer.echo(f"{'TYPE':<8} {'NAME':<{width}} POINTS TO")
+    for row in rows:
+        detail = row.get("points_to") or row.get("error") or ""
+        typer.echo(f"{row['object_type']:<8} {row['name']:<{width}} {detail}")
+
+
+@app.command()
+def check(
+    repo_or_prefix: str,
+    concurrency: Annotated[int, typer.Option("--concurrency", min=1)] = 32,
+    storage_option: StorageOptions = None,
+    json_out: Json = False,
+    verbose: Verbose = False,
+) -> None:
+    """Resolve every link under REPO_OR_PREFIX concurrently; exit 1 if any is broken
+    (dangling, a cycle, a type mismatch, invalid). Links that leave the repo are listed."""
+    from mlemremote import _bulk
+
+    options = parse_storage_options(storage_option)
+    tty = sys.stderr.isatty() and not json_out
+    results: list[CheckResult] = []
+
+    def run() -> None:
+        found = _bulk.check_links(repo_or_prefix, storage_options=options, concurrency=concurrency)
+        if tty:
+            with typer.progressbar(length=found.total, label="checking", file=sys.stderr) as bar:
+                for result in found.results:
+                    results.append(result)
+                    bar.update(1)
+        else:
+            results.extend(found.results)
+
+    _run(verbose, run)
+    broken = [r for r in results if r.broken]
+    if json_out:
+        typer.echo(json.dumps([r.as_dict() for r in results], indent=2))
+    else:
+        for result in results:
+            typer.echo(result.line())
+        typer.echo(f"{len(results)} links, {len(broken)} broken")
+    raise typer.Exit(1 if broken else 0)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The `mlemremote` console script."""
+    app(args=argv, prog_name="mlemremote")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

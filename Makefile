@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 CORE := $(VENV)/.installed-core
 DEV := $(VENV)/.installed-dev
 
-.PHONY: demo test install lint typecheck pytest test-docker services clean
+.PHONY: demo test install lint typecheck pytest test-docker services bench clean
 
 $(CORE): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,14 +28,20 @@ demo: $(CORE)
 test: $(DEV) lint typecheck pytest
 
 lint: $(DEV)
-	$(VENV)/bin/ruff check mlemremote tests examples
-	$(VENV)/bin/ruff format --check mlemremote tests examples
+	$(VENV)/bin/ruff check mlemremote tests examples benchmarks
+	$(VENV)/bin/ruff format --check mlemremote tests examples benchmarks
 
 typecheck: $(DEV)
 	$(VENV)/bin/mypy
 
 pytest: $(DEV)
 	$(PY) -m pytest --doctest-modules mlemremote tests $(PYTEST_ARGS)
+
+# The side-by-side benchmark against MLEM 0.2.0 (not part of the tests): it makes the
+# peer's Python 3.9 environment if missing; results go to benchmarks/results/.
+bench: $(DEV)
+	$(PY) -m pip install -q -e '.[bench]'
+	$(PY) benchmarks/run.py
 
 # Run the emulators in the foreground (prints their environment) for manual work.
 services: $(DEV)

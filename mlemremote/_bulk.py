@@ -75,8 +75,9 @@ def load_many(
             return exc
 
     results: list[MlemObject | MlemError] = [MlemError("not loaded")] * len(paths)
-    for index, result in run_concurrently(locations, load, concurrency):
-        results[index] = result
+    with _links.shared_reads():
+        for index, result in run_concurrently(locations, load, concurrency):
+            results[index] = result
     return results
 
 
@@ -183,9 +184,10 @@ def check_links(
         return CheckResult(str(loc), "ok", f"-> {end}")
 
     def stream() -> Iterator[CheckResult]:
-        for _, result in run_concurrently(files, check, concurrency):
-            if result is not None:
-                yield result
+        with _links.shared_reads():
+            for _, result in run_concurrently(files, check, concurrency):
+                if result is not None:
+                    yield result
 
     links = files  # the bar counts metafiles; non-links finish at once
     return Checks(total=len(links), results=stream())

@@ -6,6 +6,9 @@ import posixpath
 import re
 import uuid
 from collections.abc import Iterator, Mapping
+from concurrent.futures import Future
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -26,6 +29,7 @@ from mlemremote._location import (
     relpath,
     repo_from_path,
     resolve,
+    single_flight,
     split_scheme,
 )
 from mlemremote._settings import current as current_settings
@@ -48,8 +52,33 @@ MAX_HOPS = 32
 
 
 # -- reading ---------------------------------------------------------------------------
+# Metafiles read during one bulk call (load_many, check): a model that a thousand links
+# point at is read once, not a thousand times. Never active around writes.
+_bulk_reads: ContextVar[dict[str, Future[MlemObject | None]] | None] = ContextVar(
+    "mlemremote_bulk_reads", default=None
+)
+
+
+@contextmanager
+def shared_reads() -> Iterator[None]:
+    """Within this block, each metafile is read at most once (read-only calls only)."""
+    token = _bulk_reads.set({})
+    try:
+        yield
+    finally:
+        _bulk_reads.reset(token)
+
+
 def read_object(loc: Location) -> MlemObject | None:
     """The object in the metafile at `loc` (one GET), or None when there is none."""
+    cache = _bulk_reads.get()
+    if cache is None:
+        return _read_object(loc)
+    obj = single_flight(cache, f"{loc}|{id(loc.fs)}", lambda: _read_object(loc))
+    return None if obj is None else obj.model_copy()  # callers may change their copy
+
+
+def _read_object(loc: Location) -> MlemObject | None:
     blob = store_for(loc).read(loc)
     if blob is None:
         return None

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 import posixpath
-from collections.abc import Iterator, Mapping
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, TypeVar
 
 import fsspec
 import fsspec.config
@@ -34,6 +36,7 @@ READ_ONLY_SCHEMES = frozenset({"http", "https"})
 EXTRAS = {"s3": "s3", "s3a": "s3", "gs": "gcs", "gcs": "gcs", "az": "azure", "abfs": "azure"}
 
 _UNKNOWN: Any = object()
+T = TypeVar("T")
 
 
 class Location:
@@ -339,8 +342,10 @@ def repo_from_path(fullpath: str) -> str | None:
 
 
 # Repo probes made during one API call, so that the source and the target of a link,
-# which often share their upper folders, do not ask for the same config.yaml twice.
-_probes: ContextVar[dict[str, bool] | None] = ContextVar("mlemremote_probes", default=None)
+# which often share their upper folders, do not ask for the same config.yaml twice; with
+# concurrent workers (load_many) one probe is in flight per folder, the others wait for it.
+_probes: ContextVar[dict[str, Future[bool]] | None] = ContextVar("mlemremote_probes", default=None)
+_probes_lock = threading.Lock()
 
 
 @contextmanager
@@ -355,18 +360,30 @@ def shared_repo_probes() -> Iterator[None]:
         _probes.reset(token)
 
 
+def single_flight(cache: dict[str, Future[T]] | None, key: str, compute: Callable[[], T]) -> T:
+    """`compute()` once per key in `cache` (None: no cache); concurrent callers of one key
+    wait for the first one's answer (or error)."""
+    if cache is None:
+        return compute()
+    with _probes_lock:
+        future = cache.get(key)
+        owner = future is None
+        if future is None:
+            future = cache[key] = Future()
+    if owner:
+        try:
+            future.set_result(compute())
+        except BaseException as exc:
+            future.set_exception(exc)
+    return future.result()
+
+
 def _is_repo_root(loc: Location, folder: str) -> bool:
     from mlemremote._stores import read_bytes
 
     config = loc.sibling(join(folder, MLEM_DIR, CONFIG_FILE), repo=None)
-    cache = _probes.get()
-    key = str(config) + f"|{id(loc.fs)}"
-    if cache is not None and key in cache:
-        return cache[key]
-    found = read_bytes(config) is not None
-    if cache is not None:
-        cache[key] = found
-    return found
+    key = f"{config}|{id(loc.fs)}"
+    return single_flight(_probes.get(), key, lambda: read_bytes(config) is not None)
 
 
 def _find_repo(loc: Location) -> str | None:

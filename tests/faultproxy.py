@@ -126,6 +126,13 @@ class FaultProxy:
             data = await upstream.read()
             out_headers = {k: v for k, v in upstream.headers.items() if k.lower() not in HOP_BY_HOP}
             status = upstream.status
+            length = upstream.headers.get("Content-Length")
+        if request.method == "HEAD":  # no body, but the size the client asked about
+            response = web.StreamResponse(status=status, headers=out_headers)
+            if length is not None:
+                response.headers["Content-Length"] = length
+            await response.prepare(request)
+            return response
         if fault == "lost-response":
             assert request.transport is not None
             request.transport.close()

@@ -236,8 +236,8 @@ def _azurite(workdir: Path) -> Process:
 
 
 @contextlib.contextmanager
-def running_services() -> Iterator[Endpoints]:
-    """Yield endpoints of every test backend, starting the missing ones locally."""
+def running_services(kinds: tuple[str, ...] = ("s3", "gcs", "azure")) -> Iterator[Endpoints]:
+    """Yield endpoints of the test backends (`kinds`), starting the missing ones locally."""
     workdir = Path(tempfile.mkdtemp(prefix="mlemremote-services-"))
     started: list[Process] = []
     previous = None
@@ -254,8 +254,11 @@ def running_services() -> Iterator[Endpoints]:
             s3 = dict(item.split("=", 1) for item in os.environ[ENV_S3].split(",") if item)
         else:
             s3 = {"moto": start(_moto(workdir)), "seaweedfs": start(_seaweedfs(workdir))}
-        gcs = os.environ.get(ENV_GCS) or start(_fake_gcs(workdir))
-        azure = os.environ.get(ENV_AZURE) or azurite_connection_string(start(_azurite(workdir)))
+        gcs = azure = ""
+        if "gcs" in kinds:
+            gcs = os.environ.get(ENV_GCS) or start(_fake_gcs(workdir))
+        if "azure" in kinds:
+            azure = os.environ.get(ENV_AZURE) or azurite_connection_string(start(_azurite(workdir)))
         yield Endpoints(s3=s3, gcs=gcs, azure=azure)
     finally:
         for proc in reversed(started):

@@ -1,0 +1,327 @@
+"""Side-by-side benchmark: mlemremote against MLEM 0.2.0 on the same S3 servers.
+
+`make bench` runs it. It creates the peer's virtual environment if missing (Python 3.9,
+`mlem[s3]==0.1.14`, the same code as 0.2.0, with benchmarks/peer-constraints.txt), starts
+moto and SeaweedFS on 127.0.0.1, seeds one versioned bucket per server with the same
+objects for both tools, and measures, alternating the two tools in one process tree:
+
+- requests per operation, counted by a proxy in front of the server (the same counter for
+  both tools, whatever their client library);
+- median latency per operation, on a direct connection, and the ratio mlemremote/MLEM;
+- resolving 1,000 links: MLEM one by one, mlemremote with `load_many`;
+- start-up of `mlemremote --help` and `mlem --help`.
+
+Results: benchmarks/results/results.json, results.md and chart.png.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+from faultproxy import FaultProxy  # noqa: E402
+from services import S3_KEY, S3_SECRET, running_services  # noqa: E402
+
+from mlemremote.api import link, load_many, load_meta  # noqa: E402
+
+PEER_VENV = ROOT / "benchmarks" / ".peer-venv"
+RESULTS = ROOT / "benchmarks" / "results"
+REPEATS = int(os.environ.get("BENCH_REPEATS", "15"))
+BULK = int(os.environ.get("BENCH_LINKS", "1000"))
+MODEL = (ROOT / "tests" / "data" / "mlem-0.2.0" / "repo" / "models" / "rf.mlem").read_bytes()
+
+
+def link_yaml(path: str) -> bytes:
+    return f"link_type: model\nobject_type: link\npath: {path}\n".encode()
+
+
+# -- the peer ---------------------------------------------------------------------------
+def find_python39() -> str:
+    pyenv = sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.9*/bin/python")))
+    for candidate in [*pyenv, shutil.which("python3.9")]:
+        if (
+            candidate
+            and subprocess.run([candidate, "--version"], capture_output=True).returncode == 0
+        ):
+            return candidate  # (a pyenv shim without that version installed fails here)
+    sys.exit("the peer (MLEM 0.2.0) needs Python 3.9: install it (e.g. pyenv install 3.9)")
+
+
+def ensure_peer() -> Path:
+    python = PEER_VENV / "bin" / "python"
+    if (PEER_VENV / "bin" / "mlem").exists():
+        return python
+    print(f"creating the peer's environment in {PEER_VENV} ...", flush=True)
+    subprocess.run([find_python39(), "-m", "venv", str(PEER_VENV)], check=True)
+    pip = [str(python), "-m", "pip", "install", "-q"]
+    constraints = str(ROOT / "benchmarks" / "peer-constraints.txt")
+    # flatdict's sdist needs pkg_resources at build time: an older setuptools, no isolation.
+    subprocess.run([*pip, "--upgrade", "pip", "setuptools<70", "wheel"], check=True)
+    subprocess.run([*pip, "--no-build-isolation", "flatdict"], check=True)
+    subprocess.run([*pip, "mlem[s3]==0.1.14", "numpy", "-c", constraints], check=True)
+    return python
+
+
+class Peer:
+    """A long-lived MLEM process: no start-up cost inside the measurements."""
+
+    def __init__(self, python: Path, endpoint: str) -> None:
+        # fsspec 2022.5 reads nested options only from config files (FSSPEC_CONFIG_DIR).
+        conf = {"key": S3_KEY, "secret": S3_SECRET, "client_kwargs": {"endpoint_url": endpoint}}
+        self.confdir = tempfile.mkdtemp(prefix="mlem-peer-conf-")
+        Path(self.confdir, "s3.json").write_text(json.dumps({"s3": conf}))
+        env = {**os.environ, "FSSPEC_CONFIG_DIR": self.confdir, "MLEM_NO_ANALYTICS": "true"}
+        env.pop("AWS_ENDPOINT_URL", None)
+        self.proc = subprocess.Popen(
+            [str(python), str(ROOT / "benchmarks" / "peer_worker.py")],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+
+    def __call__(self, **cmd: Any) -> float:
+        assert self.proc.stdin and self.proc.stdout
+        self.proc.stdin.write(json.dumps(cmd) + "\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the MLEM worker failed on {cmd['op']}")
+        return float(json.loads(line)["seconds"])
+
+    def close(self) -> None:
+        assert self.proc.stdin
+        self.proc.stdin.close()
+        self.proc.wait(30)
+        shutil.rmtree(self.confdir, ignore_errors=True)
+
+
+# -- one server -----------------------------------------------------------------------------
+def seed(url: str) -> tuple[str, list[str]]:
+    import s3fs
+
+    fs = s3fs.S3FileSystem(key=S3_KEY, secret=S3_SECRET, client_kwargs={"endpoint_url": url})
+    bucket = f"bench-{uuid.uuid4().hex[:8]}"
+    fs.mkdir(bucket)
+    fs.make_bucket_versioned(bucket)
+    repo = f"{bucket}/repo"
+    files = {
+        f"{repo}/.mlem/config.yaml": b"",
+        f"{repo}/models/rf.mlem": MODEL,
+        f"{repo}/latest.mlem": link_yaml("models/rf.mlem"),
+        f"{repo}/.mlem/link/latest.mlem": link_yaml("models/rf.mlem"),
+        f"{repo}/hop1.mlem": link_yaml("models/rf.mlem"),
+        f"{repo}/hop2.mlem": link_yaml("hop1.mlem"),
+        f"{repo}/hop3.mlem": link_yaml("hop2.mlem"),
+    }
+    bulk = [f"s3://{repo}/bulk/l{i}.mlem" for i in range(BULK)]
+    for path in bulk:
+        files[path[5:]] = link_yaml("models/rf.mlem")
+    fs.pipe(files)
+    return f"s3://{repo}", bulk
+
+
+def measure_server(name: str, url: str, peer_python: Path) -> dict[str, Any]:
+    repo, bulk = seed(url)
+    proxy = FaultProxy(url)
+    proxy_url = proxy.start()
+    direct = {"key": S3_KEY, "secret": S3_SECRET, "client_kwargs": {"endpoint_url": url}}
+    counted = {**direct, "client_kwargs": {"endpoint_url": proxy_url}}
+    counter = {"n": 0}
+
+    ops: dict[str, tuple[Callable[[dict[str, Any]], Any], Callable[[Peer], float]]] = {
+        "load_meta link -> model": (
+            lambda so: load_meta(f"{repo}/latest.mlem", storage_options=so),
+            lambda peer: peer(op="load", path=f"{repo}/latest.mlem"),
+        ),
+        "load_meta 3-hop chain": (
+            lambda so: load_meta(f"{repo}/hop3.mlem", storage_options=so),
+            lambda peer: peer(op="load", path=f"{repo}/hop3.mlem"),
+        ),
+        "load_meta repo link by name": (
+            lambda so: load_meta("latest", repo=repo, storage_options=so),
+            lambda peer: peer(op="load", path="latest", repo=repo),
+        ),
+        "link() to a new target": (
+            lambda so: link(
+                "models/rf",
+                source_repo=repo,
+                target=_new("ours", counter),
+                target_repo=repo,
+                storage_options=so,
+            ),
+            lambda peer: peer(
+                op="link",
+                source="models/rf",
+                source_repo=repo,
+                target=_new("mlem", counter),
+                target_repo=repo,
+            ),
+        ),
+    }
+    result: dict[str, Any] = {"server": name, "operations": {}}
+    peer_counted, peer_direct = Peer(peer_python, proxy_url), Peer(peer_python, url)
+    try:
+        for op, (ours, theirs) in ops.items():
+            ours(counted)  # warm both (connections, imports), then count one call each
+            theirs(peer_counted)
+            proxy.requests.clear()
+            ours(counted)
+            ours_requests = dict(proxy.requests)
+            proxy.requests.clear()
+            theirs(peer_counted)
+            mlem_requests = dict(proxy.requests)
+            ours_times, mlem_times = [], []
+            for _ in range(REPEATS):  # alternating the two tools
+                start = time.perf_counter()
+                ours(direct)
+                ours_times.append(time.perf_counter() - start)
+                mlem_times.append(theirs(peer_direct))
+            ours_median, mlem_median = statistics.median(ours_times), statistics.median(mlem_times)
+            result["operations"][op] = {
+                "mlemremote_requests": sum(ours_requests.values()),
+                "mlem_requests": sum(mlem_requests.values()),
+                "mlemremote_puts": sum(n for k, n in ours_requests.items() if k.startswith("PUT")),
+                "mlem_puts": sum(n for k, n in mlem_requests.items() if k.startswith("PUT")),
+                "mlemremote_median_ms": round(ours_median * 1000, 2),
+                "mlem_median_ms": round(mlem_median * 1000, 2),
+                "latency_ratio": round(ours_median / mlem_median, 3),
+                "mlemremote_request_log": sorted(ours_requests),
+                "mlem_request_log": sorted(mlem_requests),
+            }
+            print(
+                f"  {name}: {op}: {result['operations'][op]['mlemremote_requests']} vs "
+                f"{result['operations'][op]['mlem_requests']} requests",
+                flush=True,
+            )
+        mlem_bulk = peer_direct(op="load_all", paths=bulk)
+        # botocore keeps 10 connections per client by default: allow one per request.
+        pooled = {**direct, "config_kwargs": {"max_pool_connections": 64}}
+        start = time.perf_counter()
+        loaded = load_many(bulk, storage_options=pooled, concurrency=64)
+        ours_bulk = time.perf_counter() - start
+        assert all(type(obj).__name__ == "MlemModel" for obj in loaded)
+        result["bulk"] = {
+            "links": len(bulk),
+            "mlem_sequential_s": round(mlem_bulk, 2),
+            "mlemremote_load_many_s": round(ours_bulk, 2),
+            "speedup": round(mlem_bulk / ours_bulk, 1),
+        }
+        print(f"  {name}: {len(bulk)} links: MLEM {mlem_bulk:.1f} s, load_many {ours_bulk:.2f} s")
+    finally:
+        peer_counted.close()
+        peer_direct.close()
+        proxy.stop()
+    return result
+
+
+def _new(tool: str, counter: dict[str, int]) -> str:
+    counter["n"] += 1
+    return f"new-{tool}-{counter['n']}"
+
+
+def startup(peer_python: Path) -> dict[str, float]:
+    commands = {
+        "mlemremote --help": [str(Path(sys.executable).with_name("mlemremote")), "--help"],
+        "mlem --help": [str(peer_python.with_name("mlem")), "--help"],
+    }
+    times: dict[str, list[float]] = {name: [] for name in commands}
+    for _ in range(5):
+        for name, argv in commands.items():
+            start = time.perf_counter()
+            subprocess.run(
+                argv,
+                capture_output=True,
+                check=True,
+                env={**os.environ, "MLEM_NO_ANALYTICS": "true"},
+            )
+            times[name].append(time.perf_counter() - start)
+    return {name: round(statistics.median(t) * 1000, 1) for name, t in times.items()}
+
+
+# -- reporting -----------------------------------------------------------------------------
+def write_results(results: dict[str, Any]) -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    lines = [
+        "| server | operation | requests mlemremote | requests MLEM | median ms mlemremote "
+        "| median ms MLEM | ratio |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for server in results["servers"]:
+        for op, row in server["operations"].items():
+            lines.append(
+                f"| {server['server']} | {op} | {row['mlemremote_requests']} "
+                f"({row['mlemremote_puts']} PUT) | {row['mlem_requests']} ({row['mlem_puts']} PUT)"
+                f" | {row['mlemremote_median_ms']} | {row['mlem_median_ms']} "
+                f"| {row['latency_ratio']} |"
+            )
+    lines += [
+        "",
+        "| server | links | MLEM one by one (s) | load_many (s) | speedup |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for server in results["servers"]:
+        bulk = server["bulk"]
+        lines.append(
+            f"| {server['server']} | {bulk['links']} | {bulk['mlem_sequential_s']} "
+            f"| {bulk['mlemremote_load_many_s']} | {bulk['speedup']}x |"
+        )
+    lines += ["", "| command | median start-up (ms) |", "| --- | --- |"]
+    lines += [f"| `{name}` | {ms} |" for name, ms in results["startup_ms"].items()]
+    (RESULTS / "results.md").write_text("\n".join(lines) + "\n")
+    chart(results)
+
+
+def chart(results: dict[str, Any]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    servers = results["servers"]
+    ops = list(servers[0]["operations"])
+    fig, axes = plt.subplots(1, len(servers), figsize=(6 * len(servers), 4), squeeze=False)
+    for ax, server in zip(axes[0], servers, strict=True):
+        xs = range(len(ops))
+        ours = [server["operations"][op]["mlemremote_requests"] for op in ops]
+        theirs = [server["operations"][op]["mlem_requests"] for op in ops]
+        ax.bar([x - 0.2 for x in xs], theirs, 0.4, label="MLEM 0.2.0", color="#bbbbbb")
+        ax.bar([x + 0.2 for x in xs], ours, 0.4, label="mlemremote", color="#2a7ab9")
+        ax.set_xticks(list(xs), [op.replace("load_meta ", "") for op in ops], rotation=15)
+        ax.set_ylabel("requests per call")
+        ax.set_title(f"S3 requests ({server['server']})")
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(RESULTS / "chart.png", dpi=110)
+
+
+def main() -> None:
+    peer_python = ensure_peer()
+    results: dict[str, Any] = {"repeats": REPEATS, "servers": []}
+    with running_services(("s3",)) as endpoints:
+        for name, url in endpoints.s3.items():
+            print(f"measuring on {name} ...", flush=True)
+            results["servers"].append(measure_server(name, url, peer_python))
+    results["startup_ms"] = startup(peer_python)
+    write_results(results)
+    print((RESULTS / "results.md").read_text())
+
+
+if __name__ == "__main__":
+    main()

@@ -128,6 +128,9 @@ def seed(url: str) -> tuple[str, list[str]]:
         f"{repo}/hop1.mlem": link_yaml("models/rf.mlem"),
         f"{repo}/hop2.mlem": link_yaml("hop1.mlem"),
         f"{repo}/hop3.mlem": link_yaml("hop2.mlem"),
+        f"{repo}/.mlem/link/hop1.mlem": link_yaml("models/rf.mlem"),
+        f"{repo}/.mlem/link/hop2.mlem": link_yaml(".mlem/link/hop1.mlem"),
+        f"{repo}/.mlem/link/hop3.mlem": link_yaml(".mlem/link/hop2.mlem"),
     }
     bulk = [f"s3://{repo}/bulk/l{i}.mlem" for i in range(BULK)]
     for path in bulk:
@@ -145,11 +148,22 @@ def measure_server(name: str, url: str, peer_python: Path) -> dict[str, Any]:
     counter = {"n": 0}
 
     ops: dict[str, tuple[Callable[[dict[str, Any]], Any], Callable[[Peer], float]]] = {
+        # Links in .mlem/link/ (repo known from the path) ...
         "load_meta link -> model": (
+            lambda so: load_meta(f"{repo}/.mlem/link/latest.mlem", storage_options=so),
+            lambda peer: peer(op="load", path=f"{repo}/.mlem/link/latest.mlem"),
+        ),
+        "load_meta 3-hop chain": (
+            lambda so: load_meta(f"{repo}/.mlem/link/hop3.mlem", storage_options=so),
+            lambda peer: peer(op="load", path=f"{repo}/.mlem/link/hop3.mlem"),
+        ),
+        # ... and external link files at the repo root, named by path: their repo-relative
+        # paths need the repo root, found with one probe of .mlem/config.yaml.
+        "load_meta external link -> model": (
             lambda so: load_meta(f"{repo}/latest.mlem", storage_options=so),
             lambda peer: peer(op="load", path=f"{repo}/latest.mlem"),
         ),
-        "load_meta 3-hop chain": (
+        "load_meta external 3-hop chain": (
             lambda so: load_meta(f"{repo}/hop3.mlem", storage_options=so),
             lambda peer: peer(op="load", path=f"{repo}/hop3.mlem"),
         ),
@@ -319,14 +333,15 @@ def chart(results: dict[str, Any]) -> None:
 
     servers = results["servers"]
     ops = list(servers[0]["operations"])
-    fig, axes = plt.subplots(1, len(servers), figsize=(6 * len(servers), 4), squeeze=False)
+    fig, axes = plt.subplots(1, len(servers), figsize=(6.5 * len(servers), 4.5), squeeze=False)
     for ax, server in zip(axes[0], servers, strict=True):
         xs = range(len(ops))
         ours = [server["operations"][op]["mlemremote_requests"] for op in ops]
         theirs = [server["operations"][op]["mlem_requests"] for op in ops]
         ax.bar([x - 0.2 for x in xs], theirs, 0.4, label="MLEM 0.2.0", color="#bbbbbb")
         ax.bar([x + 0.2 for x in xs], ours, 0.4, label="mlemremote", color="#2a7ab9")
-        ax.set_xticks(list(xs), [op.replace("load_meta ", "") for op in ops], rotation=15)
+        labels = [op.replace("load_meta ", "").replace("external ", "ext. ") for op in ops]
+        ax.set_xticks(list(xs), labels, rotation=25, ha="right")
         ax.set_ylabel("requests per call")
         ax.set_title(f"S3 requests ({server['server']})")
         ax.legend()

@@ -66,11 +66,9 @@ def load_many(
         if isinstance(loc, MlemError):
             return loc
         try:
-            obj = _links.find_meta(loc, repo_given=repo is not None)
-            if follow_links and isinstance(obj, MlemLink):
-                obj, _ = _links.walk(obj)
-            _links.check_force_type(obj, force_type)
-            return obj
+            return _links.load(
+                loc, repo_given=repo is not None, follow_links=follow_links, force_type=force_type
+            )
         except MlemError as exc:
             return exc
 

@@ -280,6 +280,27 @@ def _check_type(link: MlemLink, found: MlemObject) -> None:
         )
 
 
+def load(
+    loc: Location,
+    *,
+    repo_given: bool,
+    follow_links: bool = True,
+    force_type: type[MlemObject] | None = None,
+) -> MlemObject:
+    """The object `loc` names, followed to the end of its chain (`load_meta`'s core).
+    A miss in a repo that is not one raises `MlemRootNotFound`."""
+    try:
+        obj = find_meta(loc, repo_given=repo_given)
+    except MlemObjectNotFound:
+        if repo_given:  # say so when the repo itself is the problem
+            require_repo(loc.sibling(loc.repo or "", repo=None))
+        raise
+    if follow_links and isinstance(obj, MlemLink):
+        obj, _ = walk(obj)
+    check_force_type(obj, force_type)
+    return obj
+
+
 def follow(
     link: MlemLink,
     *,

@@ -636,10 +636,6 @@ def _too_large(loc: Location, size: int, limit: int) -> MetafileTooLargeError:
     )
 
 
-def _describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"
-
-
 def _bad_version(exc: BaseException) -> bool:
     text = f"{exc} {exc.__cause__}"
     return any(code in text for code in ("NoSuchVersion", "InvalidArgument", "Invalid version"))

@@ -37,7 +37,6 @@ from mlemremote._stores import Expect, WriteConflict, store_for
 from mlemremote.core.errors import (
     InvalidLinkError,
     MlemError,
-    MlemObjectNotFound,
     MlemObjectNotSavedError,
 )
 from mlemremote.core.objects import MlemLink, MlemObject
@@ -125,16 +124,9 @@ def load_meta(
     """
     loc = resolve(path, repo, rev, storage_options=storage_options)
     _anchor(loc)
-    try:
-        obj = _links.find_meta(loc, repo_given=repo is not None)
-    except MlemObjectNotFound:
-        if repo is not None:  # say so when the repo itself is the problem
-            _links.require_repo(loc.sibling(loc.repo or "", repo=None))
-        raise
-    if follow_links and isinstance(obj, MlemLink):
-        obj, _ = _links.walk(obj)
-    _links.check_force_type(obj, force_type)
-    return obj
+    return _links.load(
+        loc, repo_given=repo is not None, follow_links=follow_links, force_type=force_type
+    )
 
 
 @_api_call

@@ -1,8 +1,12 @@
 """Many metafiles at once: `load_many`, listing a repo, checking every link under a prefix.
 
-Requests run concurrently (bounded) on fsspec's shared event loop: worker threads share
-one filesystem per backend and each request still costs one GET per metafile per hop.
-Errors are collected per path; one bad link never aborts the batch.
+The work for each path (find the metafile, follow its links) runs in rounds in the
+calling thread: a round runs every unfinished path until it needs a metafile that was not
+read yet, then reads all the metafiles that round asked for at once, as coroutines
+gathered on the backend's event loop (bounded; one GET each; a thread pool for stores
+without coroutine reads). N links to one model cost two rounds and N + 1 GETs; a metafile
+is read at most once per call. Errors are collected per path; one bad link never aborts
+the batch.
 """
 
 from __future__ import annotations
@@ -11,11 +15,13 @@ import contextvars
 import posixpath
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from mlemremote import _links
 from mlemremote._location import HISTORY_PREFIX, MLEM_DIR, MLEM_EXT, Location, is_inside, resolve
+from mlemremote._stores import read_many
 from mlemremote.core.errors import (
     InvalidLinkError,
     LinkChainTooLongError,
@@ -42,6 +48,48 @@ def run_concurrently(
         }
         for future in as_completed(futures):
             yield futures[future], future.result()
+
+
+def run_batched(
+    items: Sequence[T], work: Callable[[T], R], concurrency: int
+) -> Iterator[tuple[int, R]]:
+    """(index, `work(item)`) for every item, as each finishes (see the module's doc).
+
+    `work` must only read, and report its errors in its result: it is run again from the
+    start after each round of reads, and now finds those metafiles read.
+    """
+    pending = list(range(len(items)))
+    with _links.shared_reads():
+        while pending:
+            wanted: dict[str, Location] = {}
+            waiting: list[int] = []
+            for index in pending:
+                try:
+                    with _links.planning():
+                        result = work(items[index])
+                except _links.NotReadYet as need:
+                    wanted.setdefault(_links.read_key(need.loc), need.loc)
+                    waiting.append(index)
+                    continue
+                yield index, result
+            _read_all(list(wanted.values()), concurrency)
+            pending = waiting
+
+
+def _read_all(locs: list[Location], concurrency: int) -> None:
+    """Read `locs` into the bulk call's cache: all at once where the store allows it; the
+    rest, and any read that failed in the batch, one by one (with retries) in threads."""
+    answers = read_many(locs, concurrency)
+    for index, answer in answers.items():
+        _links.keep_read(locs[index], answer)
+    rest = [loc for index, loc in enumerate(locs) if index not in answers]
+
+    def read(loc: Location) -> None:
+        with suppress(MlemError):  # kept in the cache for the path that wants it
+            _links.read_object(loc)
+
+    for _ in run_concurrently(rest, read, concurrency):
+        pass
 
 
 def load_many(
@@ -73,9 +121,8 @@ def load_many(
             return exc
 
     results: list[MlemObject | MlemError] = [MlemError("not loaded")] * len(paths)
-    with _links.shared_reads():
-        for index, result in run_concurrently(locations, load, concurrency):
-            results[index] = result
+    for index, result in run_batched(locations, load, concurrency):
+        results[index] = result
     return results
 
 
@@ -109,7 +156,7 @@ def list_repo(
             return exc
 
     results: list[Any] = [None] * len(files)
-    for index, obj in run_concurrently(files, read, concurrency):
+    for index, obj in run_batched(files, read, concurrency):
         results[index] = obj
     return [
         (posixpath.relpath(loc.fullpath, root.fullpath), obj)
@@ -182,10 +229,9 @@ def check_links(
         return CheckResult(str(loc), "ok", f"-> {end}")
 
     def stream() -> Iterator[CheckResult]:
-        with _links.shared_reads():
-            for _, result in run_concurrently(files, check, concurrency):
-                if result is not None:
-                    yield result
+        for _, result in run_batched(files, check, concurrency):
+            if result is not None:
+                yield result
 
     links = files  # the bar counts metafiles; non-links finish at once
     return Checks(total=len(links), results=stream())

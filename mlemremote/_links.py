@@ -7,7 +7,7 @@ import re
 import uuid
 from collections.abc import Iterator, Mapping
 from concurrent.futures import Future
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -33,12 +33,21 @@ from mlemremote._location import (
     split_scheme,
 )
 from mlemremote._settings import current as current_settings
-from mlemremote._stores import Expect, Expected, WriteConflict, read_bytes, store_for
+from mlemremote._stores import (
+    Answer,
+    Blob,
+    Expect,
+    Expected,
+    WriteConflict,
+    read_bytes,
+    store_for,
+)
 from mlemremote.core.errors import (
     AliasChangedError,
     InvalidLinkError,
     LinkChainTooLongError,
     LinkCycleError,
+    MlemError,
     MlemObjectNotFound,
     MlemObjectNotSavedError,
     MlemRootNotFound,
@@ -59,6 +68,19 @@ _bulk_reads: ContextVar[dict[str, Future[MlemObject | None]] | None] = ContextVa
 )
 
 
+# While planning (see `_bulk.run_batched`), a metafile not in that cache is not read:
+# `NotReadYet` asks the caller to read it, with many others at once, and to try again.
+_planning: ContextVar[bool] = ContextVar("mlemremote_planning", default=False)
+
+
+class NotReadYet(Exception):
+    """Raised while planning a bulk call: the metafile at `loc` must be read first."""
+
+    def __init__(self, loc: Location) -> None:
+        super().__init__(str(loc))
+        self.loc = loc
+
+
 @contextmanager
 def shared_reads() -> Iterator[None]:
     """Within this block, each metafile is read at most once (read-only calls only)."""
@@ -69,17 +91,53 @@ def shared_reads() -> Iterator[None]:
         _bulk_reads.reset(token)
 
 
+@contextmanager
+def planning() -> Iterator[None]:
+    """Within `shared_reads`: raise `NotReadYet` instead of reading a metafile."""
+    token = _planning.set(True)
+    try:
+        yield
+    finally:
+        _planning.reset(token)
+
+
+def read_key(loc: Location) -> str:
+    return f"{loc}|{id(loc.fs)}"
+
+
 def read_object(loc: Location) -> MlemObject | None:
     """The object in the metafile at `loc` (one GET), or None when there is none."""
     cache = _bulk_reads.get()
     if cache is None:
         return _read_object(loc)
-    obj = single_flight(cache, f"{loc}|{id(loc.fs)}", lambda: _read_object(loc))
+    key = read_key(loc)
+    if _planning.get() and key not in cache:
+        raise NotReadYet(loc)
+    obj = single_flight(cache, key, lambda: _read_object(loc))
     return None if obj is None else obj.model_copy()  # callers may change their copy
 
 
+def keep_read(loc: Location, answer: Answer) -> None:
+    """Keep a read made elsewhere (in a batch) for this bulk call, parsed, as if
+    `read_object` had made it; its error, if any, is kept and raised to its readers."""
+    cache = _bulk_reads.get()
+    if cache is None:
+        return
+
+    def parsed() -> MlemObject | None:
+        if isinstance(answer, MlemError):
+            raise answer
+        return _parsed(loc, answer)
+
+    with suppress(MlemError):
+        single_flight(cache, read_key(loc), parsed)
+
+
 def _read_object(loc: Location) -> MlemObject | None:
-    blob = store_for(loc).read(loc)
+    return _parsed(loc, store_for(loc).read(loc))
+
+
+def _parsed(loc: Location, blob: Blob | None) -> MlemObject | None:
     if blob is None:
         return None
     obj = parse(blob.data, str(loc))

@@ -19,7 +19,7 @@ import os
 import posixpath
 import tempfile
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from enum import Enum
@@ -114,6 +114,13 @@ class Store:
         if blob is not None and len(blob.data) > limit:
             raise _too_large(loc, len(blob.data), limit)
         return blob
+
+    # Stores whose reads are coroutines on their filesystem's event loop: a bulk call
+    # gathers many of them at once (`read_many`) instead of one thread per request.
+    async_reads = False
+
+    async def _get(self, loc: Location, limit: int) -> Blob:
+        raise NotImplementedError
 
     def _read_once(self, loc: Location, limit: int) -> Blob | None:
         # A range read: no more than the cap (+1 byte, to see that it is over) is fetched.
@@ -220,23 +227,24 @@ class S3Store(Store):
     def describe(self, loc: Location) -> str:
         return "S3"
 
+    async_reads = True
+
     def _read_once(self, loc: Location, limit: int) -> Blob | None:
+        return sync(loc.fs.loop, self._get, loc, limit)  # type: ignore[no-any-return]
+
+    async def _get(self, loc: Location, limit: int) -> Blob:
         bucket, key, _ = loc.fs.split_path(loc.fullpath)
         extra = {"VersionId": loc.rev} if loc.rev else {}
-
-        async def get() -> Blob:
-            resp = await loc.fs._call_s3("get_object", Bucket=bucket, Key=key, **extra)
-            try:
-                if resp.get("ContentLength", 0) > limit:
-                    raise _too_large(loc, resp["ContentLength"], limit)
-                data = await resp["Body"].read()
-            finally:
-                resp["Body"].close()
-            version = resp.get("VersionId")
-            version = None if version in (None, "null") else version
-            return Blob(bytes(data), str(resp["ETag"]), version)
-
-        return sync(loc.fs.loop, get)  # type: ignore[no-any-return]
+        resp = await loc.fs._call_s3("get_object", Bucket=bucket, Key=key, **extra)
+        try:
+            if resp.get("ContentLength", 0) > limit:
+                raise _too_large(loc, resp["ContentLength"], limit)
+            data = await resp["Body"].read()
+        finally:
+            resp["Body"].close()
+        version = resp.get("VersionId")
+        version = None if version in (None, "null") else version
+        return Blob(bytes(data), str(resp["ETag"]), version)
 
     def _write_once(self, loc: Location, data: bytes, expect: Expected) -> Written:
         try:
@@ -305,17 +313,22 @@ class GCSStore(Store):
     def describe(self, loc: Location) -> str:
         return "GCS"
 
+    async_reads = True
+
     def _read_once(self, loc: Location, limit: int) -> Blob | None:
+        return sync(loc.fs.loop, self._get, loc, limit)  # type: ignore[no-any-return]
+
+    async def _get(self, loc: Location, limit: int) -> Blob:
         _quiet_gcsfs_416()
         fs = loc.fs
         url = fs.url(loc.fullpath, generation=loc.rev)
         try:
-            headers, data = fs.call("GET", url, headers={"Range": f"bytes=0-{limit}"})
+            headers, data = await fs._call("GET", url, headers={"Range": f"bytes=0-{limit}"})
         except Exception as exc:
             if getattr(exc, "code", None) != 416:
                 raise
             # An empty object has no byte 0: read it whole (it is empty).
-            headers, data = fs.call("GET", url)
+            headers, data = await fs._call("GET", url)
         total = str(headers.get("Content-Range", "")).rpartition("/")[2]
         if total.isdigit() and int(total) > limit:
             raise _too_large(loc, int(total), limit)
@@ -423,19 +436,19 @@ class AzureStore(Store):
     def describe(self, loc: Location) -> str:
         return "Azure Blob (blob versions are not supported yet)"
 
+    async_reads = True
+
     def _read_once(self, loc: Location, limit: int) -> Blob | None:
-        fs = loc.fs
-        container, blob, _ = fs.split_path(loc.fullpath)
+        return sync(loc.fs.loop, self._get, loc, limit)  # type: ignore[no-any-return]
 
-        async def get() -> Blob:
-            async with fs.service_client.get_blob_client(container=container, blob=blob) as bc:
-                # retry_total=0: our retry policy is the one that counts.
-                stream = await bc.download_blob(retry_total=0)
-                if stream.size > limit:
-                    raise _too_large(loc, stream.size, limit)
-                return Blob(bytes(await stream.readall()), str(stream.properties.etag))
-
-        return sync(fs.loop, get)  # type: ignore[no-any-return]
+    async def _get(self, loc: Location, limit: int) -> Blob:
+        container, blob, _ = loc.fs.split_path(loc.fullpath)
+        async with loc.fs.service_client.get_blob_client(container=container, blob=blob) as bc:
+            # retry_total=0: our retry policy is the one that counts.
+            stream = await bc.download_blob(retry_total=0)
+            if stream.size > limit:
+                raise _too_large(loc, stream.size, limit)
+            return Blob(bytes(await stream.readall()), str(stream.properties.etag))
 
     def _write_once(self, loc: Location, data: bytes, expect: Expected) -> Written:
         from azure.core import MatchConditions
@@ -487,6 +500,51 @@ def read_bytes(loc: Location) -> bytes | None:
     return None if blob is None else blob.data
 
 
+Answer = Blob | None | MlemError
+
+
+def read_many(locs: Sequence[Location], concurrency: int) -> dict[int, Answer]:
+    """Read many files at once: those on stores with coroutine reads are gathered on their
+    event loop, at most `concurrency` requests in flight, one request each.
+
+    The answer by index for each file whose outcome is final: its blob, None when it is
+    missing, or a `MlemError` (over the cap, or a `StorageError` for a permanent error).
+    Files on other stores, and files that met a transient fault, are left out:
+    `Store.read` reads those one by one, with retries.
+    """
+    limit = current_settings().max_metafile_bytes
+    by_loop: dict[int, list[int]] = {}
+    for index, loc in enumerate(locs):
+        if store_for(loc).async_reads:
+            by_loop.setdefault(id(loc.fs.loop), []).append(index)
+    answers: dict[int, Answer] = {}
+    for indexes in by_loop.values():
+        batch = [locs[i] for i in indexes]
+        outcomes = sync(batch[0].fs.loop, _gather_reads, batch, limit, concurrency)
+        for index, loc, outcome in zip(indexes, batch, outcomes, strict=True):
+            if isinstance(outcome, Blob) and len(outcome.data) > limit:
+                answers[index] = _too_large(loc, len(outcome.data), limit)
+            elif isinstance(outcome, (Blob, MlemError)):
+                answers[index] = outcome
+            elif _missing(loc, outcome):
+                answers[index] = None
+            elif not is_transient(outcome):  # as `read` would: permanent, not retried
+                answers[index] = _storage_error(loc, "read", outcome)
+    return answers
+
+
+async def _gather_reads(
+    locs: list[Location], limit: int, concurrency: int
+) -> list[Blob | BaseException]:
+    slots = asyncio.Semaphore(max(1, concurrency))
+
+    async def one(loc: Location) -> Blob:
+        async with slots:
+            return await store_for(loc)._get(loc, limit)
+
+    return await asyncio.gather(*(one(loc) for loc in locs), return_exceptions=True)
+
+
 # -- helpers ---------------------------------------------------------------------------
 T = TypeVar("T")
 
@@ -498,16 +556,21 @@ def _fetch(loc: Location, get: Callable[[], T]) -> T | None:
         return _retrying(loc, "read", get)
     except MlemError:
         raise
-    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-        return None
     except Exception as exc:
-        if getattr(exc, "errno", None) in (errno.ENOENT, errno.EISDIR, errno.ENOTDIR):
-            return None
-        if _status_of(exc) == 404 or type(exc).__name__ == "ResourceNotFoundError":
-            return None
-        if loc.rev is not None and _bad_version(exc):
+        if _missing(loc, exc):
             return None
         raise _storage_error(loc, "read", exc) from None
+
+
+def _missing(loc: Location, exc: BaseException) -> bool:
+    """Does this read error mean "no such file" (or, with `loc.rev`, no such version)?"""
+    if isinstance(exc, (FileNotFoundError, IsADirectoryError, NotADirectoryError)):
+        return True
+    if getattr(exc, "errno", None) in (errno.ENOENT, errno.EISDIR, errno.ENOTDIR):
+        return True
+    if _status_of(exc) == 404 or type(exc).__name__ == "ResourceNotFoundError":
+        return True
+    return loc.rev is not None and _bad_version(exc)
 
 
 @contextlib.contextmanager

@@ -223,6 +223,10 @@ def reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
             seen.append(str(loc))
             return self._store.read(loc)
 
+        async def _get(self, loc: Any, limit: int) -> Any:  # bulk reads, gathered
+            seen.append(str(loc))
+            return await self._store._get(loc, limit)
+
         def __getattr__(self, name: str) -> Any:
             return getattr(self._store, name)
 

@@ -17,7 +17,7 @@ from conftest import REPORT, Backend, azure_options, gcs_options, make_backend, 
 from faultproxy import FaultProxy
 from services import Endpoints
 
-from mlemremote.api import configured, history, init, link, load_meta
+from mlemremote.api import configured, history, init, link, load_many, load_meta
 from mlemremote.core.errors import MlemObjectNotFound, StorageError
 from mlemremote.core.objects import MlemModel
 
@@ -153,3 +153,41 @@ def test_write_whose_answer_was_lost_is_not_a_conflict(proxied: tuple[Backend, F
     assert proxy.injected["lost-response"] >= 1
     assert alias_state(b, repo) == "v2"
     assert len(history("latest", repo=repo, **so)) == before + 1
+
+
+def test_load_many_batches_reads_and_survives_faults(proxied: tuple[Backend, FaultProxy]) -> None:
+    """load_many gathers its reads (one GET per metafile); a read that fails in the batch
+    is retried on its own, and a path whose reads keep failing gets its own error."""
+    b, proxy = proxied
+    so = b.storage_options
+    MlemModel(model_type={"name": "rf"}).dump(b.uri("models", "rf"), storage_options=so)
+    links = [b.uri("links", f"l{i}.mlem") for i in range(10)]
+    for uri in links:
+        with b.fs.open(uri, "w") as handle:
+            handle.write("object_type: link\nlink_type: model\npath: ../models/rf.mlem\n")
+
+    def gets() -> int:
+        return sum(n for k, n in proxy.requests.items() if k.startswith("GET"))
+
+    proxy.requests.clear()
+    assert all(isinstance(r, MlemModel) for r in load_many(links, storage_options=so))
+    assert gets() == len(links) + 1  # each link, and the model they share, once
+
+    per_request = 1 if b.name == "gcs" else 2  # gcsfs retries 5xx itself, slowly
+
+    def l3(method: str, path: str) -> bool:
+        return "links/l3.mlem" in path or "links%2Fl3.mlem" in path
+
+    proxy.requests.clear()
+    proxy.fail("403", per_request=1000, match=lambda m, p: l3(m, p))  # permanent
+    proxy.fail(
+        "503",
+        per_request=per_request,
+        match=lambda m, p: ("links/l" in p or "links%2Fl" in p) and not l3(m, p),
+    )
+    results = load_many(links, storage_options=so)
+    assert isinstance(results[3], StorageError) and "l3.mlem" in str(results[3])
+    assert all(isinstance(r, MlemModel) for i, r in enumerate(results) if i != 3)
+    assert sum(n for k, n in proxy.requests.items() if l3("GET", k)) == 1  # not retried
+    injected = sum(proxy.injected.values())
+    FAULT_SUMMARY.append(f"{b.name} load_many: {injected} faults injected, 9/10 paths loaded")

@@ -43,7 +43,7 @@ PEER_VENV = ROOT / "benchmarks" / ".peer-venv"
 RESULTS = ROOT / "benchmarks" / "results"
 REPEATS = int(os.environ.get("BENCH_REPEATS", "15"))
 BULK = int(os.environ.get("BENCH_LINKS", "1000"))
-BULK_RUNS = int(os.environ.get("BENCH_BULK_RUNS", "5"))
+BULK_RUNS = int(os.environ.get("BENCH_BULK_RUNS", "7"))
 MODEL = (ROOT / "tests" / "data" / "mlem-0.2.0" / "repo" / "models" / "rf.mlem").read_bytes()
 
 
@@ -246,10 +246,10 @@ def measure_server(name: str, url: str, peer_python: Path) -> dict[str, Any]:
             "mlemremote_load_many_runs_s": [round(t, 2) for t in ours_runs],
             "speedup": round(mlem_bulk / ours_bulk, 1),
             "speedup_worst_run": round(mlem_bulk / max(ours_runs), 1),
-            # The link GETs alone, all at once through s3fs: no client here is faster.
+            # For scale: the link GETs alone, all at once through s3fs's own cat_file.
             "s3fs_raw_gather_s": round(floor, 2),
             "s3fs_raw_gather_runs_s": [round(t, 2) for t in floor_runs],
-            "speedup_ceiling": round(mlem_bulk / floor, 1),
+            "s3fs_raw_gather_speedup": round(mlem_bulk / floor, 1),
         }
         print(f"  {name}: {len(bulk)} links: MLEM {mlem_bulk:.1f} s, load_many {ours_bulk:.2f} s")
     finally:
@@ -260,7 +260,8 @@ def measure_server(name: str, url: str, peer_python: Path) -> dict[str, Any]:
 
 
 def raw_gather_seconds(paths: list[str], options: dict[str, Any]) -> float:
-    """One GET per link file, all gathered on s3fs's event loop: the floor for load_many."""
+    """One GET per link file, all gathered on s3fs's event loop: what the client library
+    itself takes for the reads alone, without finding, parsing or following anything."""
     import asyncio
 
     import s3fs
@@ -320,7 +321,7 @@ def write_results(results: dict[str, Any]) -> None:
     lines += [
         "",
         "| server | links | MLEM one by one (s) | load_many, median (s) | speedup "
-        "| speedup, slowest run | s3fs raw gather of the link GETs (s) | ceiling |",
+        "| speedup, slowest run | bare s3fs gather of the link GETs, median (s) | its speedup |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for server in results["servers"]:
@@ -329,7 +330,7 @@ def write_results(results: dict[str, Any]) -> None:
             f"| {server['server']} | {bulk['links']} | {bulk['mlem_sequential_s']} "
             f"| {bulk['mlemremote_load_many_s']} | {bulk['speedup']}x "
             f"| {bulk['speedup_worst_run']}x "
-            f"| {bulk['s3fs_raw_gather_s']} | {bulk['speedup_ceiling']}x |"
+            f"| {bulk['s3fs_raw_gather_s']} | {bulk['s3fs_raw_gather_speedup']}x |"
         )
     lines += ["", "| command | median start-up (ms) |", "| --- | --- |"]
     lines += [f"| `{name}` | {ms} |" for name, ms in results["startup_ms"].items()]

@@ -20,6 +20,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "Location": "mlemremote._location",
     "resolve": "mlemremote._location",
+    "check": "mlemremote.api",
     "configure": "mlemremote.api",
     "history": "mlemremote.api",
     "init": "mlemremote.api",
@@ -36,7 +37,16 @@ _EXPORTS = {
 
 if TYPE_CHECKING:
     from mlemremote._location import Location, resolve
-    from mlemremote.api import configure, history, init, link, load_many, load_meta, rollback
+    from mlemremote.api import (
+        check,
+        configure,
+        history,
+        init,
+        link,
+        load_many,
+        load_meta,
+        rollback,
+    )
     from mlemremote.core.errors import MlemError
     from mlemremote.core.objects import MlemData, MlemLink, MlemModel, MlemObject
 
@@ -56,6 +66,7 @@ __all__ = [
     "MlemLink",
     "MlemModel",
     "MlemObject",
+    "check",
     "configure",
     "history",
     "init",

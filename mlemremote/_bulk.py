@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 
 from mlemremote import _links
 from mlemremote._location import HISTORY_PREFIX, MLEM_DIR, MLEM_EXT, Location, is_inside, resolve
+from mlemremote._remotes import anchor_remotes
 from mlemremote._stores import read_many
 from mlemremote.core.errors import (
     InvalidLinkError,
@@ -147,6 +148,7 @@ def list_repo(
 ) -> list[tuple[str, MlemObject | MlemError]]:
     """(name in the repo, object or error) for every metafile in `repo`."""
     root = resolve(repo, storage_options=storage_options).as_repo()
+    anchor_remotes(root)
     files = metafiles_under(root)
 
     def read(loc: Location) -> MlemObject | MlemError:
@@ -212,6 +214,8 @@ def check_links(
     root = resolve(prefix, storage_options=storage_options)
     files = metafiles_under(root)
     repo = root.repo if MLEM_DIR not in root.fullpath.split("/") else None
+    if repo is not None:
+        anchor_remotes(root.sibling(repo, repo=repo))
 
     def check(loc: Location) -> CheckResult | None:
         try:

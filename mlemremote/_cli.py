@@ -163,10 +163,16 @@ def ls(
 ) -> None:
     """List the links and objects in REPO (any backend)."""
     from mlemremote import _bulk
+    from mlemremote.api import _call_scope
     from mlemremote.core.errors import MlemError
 
     options = parse_storage_options(storage_option)
-    entries = _run(verbose, lambda: _bulk.list_repo(repo, storage_options=options))
+
+    def run() -> list[tuple[str, Any]]:
+        with _call_scope():
+            return _bulk.list_repo(repo, storage_options=options)
+
+    entries = _run(verbose, run)
     rows = [
         {"name": name, "object_type": "invalid", "error": str(obj)}
         if isinstance(obj, MlemError)
@@ -199,20 +205,24 @@ def check(
     """Resolve every link under REPO_OR_PREFIX concurrently; exit 1 if any is broken
     (dangling, a cycle, a type mismatch, invalid). Links that leave the repo are listed."""
     from mlemremote import _bulk
+    from mlemremote.api import _call_scope
 
     options = parse_storage_options(storage_option)
     tty = sys.stderr.isatty() and not json_out
     results: list[CheckResult] = []
 
     def run() -> None:
-        found = _bulk.check_links(repo_or_prefix, storage_options=options, concurrency=concurrency)
-        if tty:
+        with _call_scope():
+            found = _bulk.check_links(
+                repo_or_prefix, storage_options=options, concurrency=concurrency
+            )
+            if not tty:
+                results.extend(found.results)
+                return
             with typer.progressbar(length=found.total, label="checking", file=sys.stderr) as bar:
                 for result in found.results:
                     results.append(result)
                     bar.update(1)
-        else:
-            results.extend(found.results)
 
     _run(verbose, run)
     broken = [r for r in results if r.broken]

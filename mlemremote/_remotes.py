@@ -205,3 +205,16 @@ def remotes_scope() -> Iterator[Remotes]:
 
 def current() -> Remotes | None:
     return _current.get()
+
+
+def anchor_remotes(loc: Location) -> None:
+    """Make `loc`'s repo (when known without a request) the one whose remotes apply in
+    this call's scope (the first one named wins)."""
+    from mlemremote._location import _UNKNOWN, repo_from_path
+
+    remotes = _current.get()
+    if remotes is None or remotes.anchor is not None:
+        return
+    repo = loc._repo if loc._repo is not _UNKNOWN else repo_from_path(loc.fullpath)
+    if repo is not None:
+        remotes.anchor = loc.sibling(repo, repo=repo)

@@ -15,23 +15,21 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from mlemremote import _bulk, _links
+from mlemremote._bulk import CheckResult
 from mlemremote._links import HistoryEntry
 from mlemremote._location import (
-    _UNKNOWN,
     CONFIG_FILE,
     MLEM_DIR,
-    Location,
     join,
-    repo_from_path,
     resolve,
     shared_repo_probes,
 )
-from mlemremote._remotes import current as current_remotes
-from mlemremote._remotes import remotes_scope
+from mlemremote._remotes import anchor_remotes, remotes_scope
 from mlemremote._settings import Settings, configure, configured
 from mlemremote._stores import Expect, WriteConflict, store_for
 from mlemremote.core.errors import (
@@ -45,25 +43,20 @@ StorageOptions = Mapping[str, Any]
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _api_call(func: F) -> F:
-    """One API call: repo probes are shared, and remotes are read once."""
+@contextmanager
+def _call_scope() -> Iterator[None]:
+    """One API call (or one CLI command): repo probes are shared, remotes read once."""
+    with shared_repo_probes(), remotes_scope():
+        yield
 
+
+def _api_call(func: F) -> F:
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        with shared_repo_probes(), remotes_scope():
+        with _call_scope():
             return func(*args, **kwargs)
 
     return wrapper  # type: ignore[return-value]
-
-
-def _anchor(loc: Location) -> None:
-    """Make `loc`'s repo (when known without a request) the one whose remotes apply."""
-    remotes = current_remotes()
-    if remotes is None or remotes.anchor is not None:
-        return
-    repo = loc._repo if loc._repo is not _UNKNOWN else repo_from_path(loc.fullpath)
-    if repo is not None:
-        remotes.anchor = loc.sibling(repo, repo=repo)
 
 
 @_api_call
@@ -99,6 +92,33 @@ def load_many(
 
 
 @_api_call
+def check(
+    repo_or_prefix: str,
+    *,
+    storage_options: StorageOptions | None = None,
+    concurrency: int = 32,
+) -> list[CheckResult]:
+    """Resolve every link below `repo_or_prefix` (read as `load_many` reads) and say
+    how each ends: `status` is ok, external (it leaves the repo), dangling, cycle,
+    type-mismatch or invalid; `broken` is true for the last four.
+
+    >>> import tempfile, os
+    >>> from mlemremote import MlemModel, init, link
+    >>> from mlemremote.api import check
+    >>> repo = tempfile.mkdtemp()
+    >>> init(repo)
+    >>> _ = MlemModel().dump("rf", repo=repo)
+    >>> _ = link("rf", source_repo=repo, target="latest", target_repo=repo)
+    >>> [(r.uri.rsplit("/", 1)[-1], r.status) for r in check(repo)]
+    [('latest.mlem', 'ok')]
+    """
+    found = _bulk.check_links(
+        repo_or_prefix, storage_options=storage_options, concurrency=concurrency
+    )
+    return list(found.results)
+
+
+@_api_call
 def load_meta(
     path: str,
     repo: str | None = None,
@@ -123,7 +143,7 @@ def load_meta(
     {'type': 'sklearn'}
     """
     loc = resolve(path, repo, rev, storage_options=storage_options)
-    _anchor(loc)
+    anchor_remotes(loc)
     return _links.load(
         loc, repo_given=repo is not None, follow_links=follow_links, force_type=force_type
     )
@@ -167,7 +187,7 @@ def link(
     if pin and rev is not None:
         raise InvalidLinkError("give rev= or pin=True, not both")
     if target_repo is not None:  # the alias's repo: its remotes reach the source
-        _anchor(resolve(target_repo, storage_options=storage_options).as_repo())
+        anchor_remotes(resolve(target_repo, storage_options=storage_options).as_repo())
     chain: list[str] = []
     if isinstance(source, MlemObject):
         if not source.is_saved:
@@ -219,8 +239,10 @@ def init(path: str = ".", *, storage_options: StorageOptions | None = None) -> N
 
 
 __all__ = [
+    "CheckResult",
     "HistoryEntry",
     "Settings",
+    "check",
     "configure",
     "configured",
     "history",

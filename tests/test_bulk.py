@@ -3,6 +3,8 @@ errors collected per path."""
 
 from __future__ import annotations
 
+from collections import Counter
+
 import pytest
 from conftest import Backend
 
@@ -60,3 +62,44 @@ def test_load_many_by_name_in_a_repo(backend: Backend, concurrency: int) -> None
     names = [f"alias{i}" for i in range(5)]
     results = load_many(names, repo=repo, storage_options=so, concurrency=concurrency)
     assert all(isinstance(r, MlemModel) for r in results)
+
+
+def test_check_says_how_each_link_ends_reading_each_metafile_once(
+    backend: Backend, reads: list[str]
+) -> None:
+    from mlemremote.api import check, init, link
+
+    so = backend.storage_options
+    repo = backend.uri("repo")
+    init(repo, storage_options=so)
+    MlemModel().dump("rf", repo=repo, storage_options=so)
+    MlemModel().dump(backend.uri("outside", "m"), storage_options=so)
+    for i in range(10):
+        link("rf", source_repo=repo, target=f"a{i}", target_repo=repo, storage_options=so)
+    link(backend.uri("outside", "m"), target="out", target_repo=repo, storage_options=so)
+    broken = {
+        "dangling": "path: nowhere.mlem",
+        "loop": "path: .mlem/link/loop.mlem",
+        "wrong": "link_type: dataset\npath: .mlem/model/rf.mlem",
+    }
+    for name, body in broken.items():
+        if "link_type" not in body:
+            body = "link_type: model\n" + body
+        uri = backend.uri("repo", ".mlem", "link", f"{name}.mlem")
+        backend.write(uri, f"object_type: link\n{body}\n")
+    reads.clear()
+    results = check(repo, storage_options=so)
+    status = {r.uri.rsplit("/", 1)[-1]: r.status for r in results}
+    assert status == {
+        **{f"a{i}.mlem": "ok" for i in range(10)},
+        "out.mlem": "external",
+        "dangling.mlem": "dangling",
+        "loop.mlem": "cycle",
+        "wrong.mlem": "type-mismatch",
+    }
+    assert {r.uri.rsplit("/", 1)[-1] for r in results if r.broken} == {
+        "dangling.mlem",
+        "loop.mlem",
+        "wrong.mlem",
+    }
+    assert max(Counter(reads).values()) == 1  # every metafile (and probe) read once

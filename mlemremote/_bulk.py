@@ -107,9 +107,12 @@ def load_many(
     locations: list[Location | MlemError] = []
     for path in paths:
         try:
-            locations.append(resolve(path, repo, storage_options=storage_options))
+            loc = resolve(path, repo, storage_options=storage_options)
         except MlemError as exc:
             locations.append(exc)
+            continue
+        anchor_remotes(loc)  # as load_meta does: the first repo named (no request)
+        locations.append(loc)
 
     def load(loc: Location | MlemError) -> MlemObject | MlemError:
         if isinstance(loc, MlemError):

@@ -115,8 +115,8 @@ class Store:
             raise _too_large(loc, len(blob.data), limit)
         return blob
 
-    # Stores whose reads are coroutines on their filesystem's event loop: a bulk call
-    # gathers many of them at once (`read_many`) instead of one thread per request.
+    # Stores whose reads are coroutines on their filesystem's event loop (`AsyncStore`):
+    # a bulk call gathers many of them at once (`read_many`), not a thread per request.
     async_reads = False
 
     async def _get(self, loc: Location, limit: int) -> Blob:
@@ -219,18 +219,23 @@ class LocalStore(Store):
         return Written(token)
 
 
-class S3Store(Store):
+class AsyncStore(Store):
+    """A store whose filesystem is async (s3fs, gcsfs, adlfs): a read is one coroutine,
+    `_get`, run on the filesystem's event loop (alone, or gathered by `read_many`)."""
+
+    async_reads = True
+
+    def _read_once(self, loc: Location, limit: int) -> Blob | None:
+        return sync(loc.fs.loop, self._get, loc, limit)  # type: ignore[no-any-return]
+
+
+class S3Store(AsyncStore):
     """S3 (AWS, MinIO, moto, SeaweedFS): If-Match / If-None-Match, VersionId."""
 
     kind = "S3"
 
     def describe(self, loc: Location) -> str:
         return "S3"
-
-    async_reads = True
-
-    def _read_once(self, loc: Location, limit: int) -> Blob | None:
-        return sync(loc.fs.loop, self._get, loc, limit)  # type: ignore[no-any-return]
 
     async def _get(self, loc: Location, limit: int) -> Blob:
         bucket, key, _ = loc.fs.split_path(loc.fullpath)
@@ -302,7 +307,7 @@ class S3Store(Store):
         return sorted(found, key=lambda v: v.time, reverse=True)
 
 
-class GCSStore(Store):
+class GCSStore(AsyncStore):
     """GCS: ifGenerationMatch, generations as versions."""
 
     kind = "GCS"
@@ -312,11 +317,6 @@ class GCSStore(Store):
 
     def describe(self, loc: Location) -> str:
         return "GCS"
-
-    async_reads = True
-
-    def _read_once(self, loc: Location, limit: int) -> Blob | None:
-        return sync(loc.fs.loop, self._get, loc, limit)  # type: ignore[no-any-return]
 
     async def _get(self, loc: Location, limit: int) -> Blob:
         _quiet_gcsfs_416()
@@ -427,7 +427,7 @@ def _quiet_gcsfs_416() -> None:
         gcsfs_logger.addFilter(_Drop416())
 
 
-class AzureStore(Store):
+class AzureStore(AsyncStore):
     """Azure Blob: ETag match conditions. Versions are refused: Azurite, the only server
     this is tested on, ignores version ids and would silently serve the current blob."""
 
@@ -435,11 +435,6 @@ class AzureStore(Store):
 
     def describe(self, loc: Location) -> str:
         return "Azure Blob (blob versions are not supported yet)"
-
-    async_reads = True
-
-    def _read_once(self, loc: Location, limit: int) -> Blob | None:
-        return sync(loc.fs.loop, self._get, loc, limit)  # type: ignore[no-any-return]
 
     async def _get(self, loc: Location, limit: int) -> Blob:
         container, blob, _ = loc.fs.split_path(loc.fullpath)

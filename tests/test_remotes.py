@@ -16,7 +16,7 @@ import yaml
 from conftest import Backend, make_backend
 from services import Endpoints
 
-from mlemremote.api import configured, init, link, load_meta
+from mlemremote.api import check, configured, init, link, load_many, load_meta
 from mlemremote.core.errors import MlemError, RemoteConfigError
 from mlemremote.core.objects import MlemLink, MlemModel
 
@@ -80,6 +80,10 @@ def test_link_crosses_into_a_remote(
     )
     loaded = load_meta("alias", repo=repo, storage_options=so)
     assert loaded.model_type == {"far": far.scheme}
+    # The bulk calls apply the repo's remotes too.
+    [many] = load_many(["alias"], repo=repo, storage_options=so)
+    assert isinstance(many, MlemModel) and many.model_type == {"far": far.scheme}
+    assert [r.status for r in check(repo, storage_options=so)] == ["external"]
     # Nothing of the remote's settings was written anywhere.
     secrets = [str(v) for v in (far.storage_options or {}).values() if isinstance(v, str)]
     for files in (backend.files(), far.files()):

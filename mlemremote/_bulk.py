@@ -196,8 +196,15 @@ class CheckResult:
 
 @dataclass
 class Checks:
+    """`total` metafiles under the prefix; `outcomes` yields one per metafile as each is
+    done: its `CheckResult`, or None when it is not a link (a progress bar counts both)."""
+
     total: int
-    results: Iterator[CheckResult]
+    outcomes: Iterator[CheckResult | None]
+
+    @property
+    def results(self) -> Iterator[CheckResult]:
+        return (outcome for outcome in self.outcomes if outcome is not None)
 
 
 _STATUS: list[tuple[type[MlemError], str]] = [
@@ -235,10 +242,5 @@ def check_links(
             return CheckResult(str(loc), "external", f"-> {end}")
         return CheckResult(str(loc), "ok", f"-> {end}")
 
-    def stream() -> Iterator[CheckResult]:
-        for _, result in run_batched(files, check, concurrency):
-            if result is not None:
-                yield result
-
-    links = files  # the bar counts metafiles; non-links finish at once
-    return Checks(total=len(links), results=stream())
+    outcomes = (outcome for _, outcome in run_batched(files, check, concurrency))
+    return Checks(total=len(files), outcomes=outcomes)

@@ -220,8 +220,9 @@ def check(
                 results.extend(found.results)
                 return
             with typer.progressbar(length=found.total, label="checking", file=sys.stderr) as bar:
-                for result in found.results:
-                    results.append(result)
+                for outcome in found.outcomes:
+                    if outcome is not None:
+                        results.append(outcome)
                     bar.update(1)
 
     _run(verbose, run)

@@ -8,6 +8,7 @@ from collections import Counter
 import pytest
 from conftest import Backend
 
+from mlemremote import _bulk
 from mlemremote.api import load_many
 from mlemremote.core.errors import LinkCycleError, MlemObjectNotFound, WrongMetaType
 from mlemremote.core.objects import MlemModel
@@ -103,3 +104,6 @@ def test_check_says_how_each_link_ends_reading_each_metafile_once(
         "wrong.mlem",
     }
     assert max(Counter(reads).values()) == 1  # every metafile (and probe) read once
+    # The CLI's progress bar: one outcome per metafile (models too), so it ends full.
+    found = _bulk.check_links(repo, storage_options=so)
+    assert len(list(found.outcomes)) == found.total == 15  # 14 links and the model

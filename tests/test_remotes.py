@@ -31,6 +31,19 @@ def write_config(path: Path | str, backend: Backend | None, remotes: dict[str, A
         backend.write(str(path), text)
 
 
+def repo_with_remotes(tmp_path: Path, remotes: dict[str, Any]) -> str:
+    """A local repo whose config names `remotes`."""
+    repo = str(tmp_path / "repo")
+    init(repo)
+    write_config(Path(repo) / ".mlem" / "config.yaml", None, remotes)
+    return repo
+
+
+def wrong_endpoint(endpoints: Endpoints) -> dict[str, str]:
+    """Options that reach a server without the far bucket: whoever applies them fails."""
+    return {"endpoint_url": endpoints.s3["moto"]}
+
+
 @pytest.fixture
 def far_model(
     endpoints: Endpoints, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: Any
@@ -104,11 +117,8 @@ def test_link_writes_through_a_remote_and_longest_prefix_wins(
     tmp_path: Path,
 ) -> None:
     far, shared, env = far_model
-    repo = str(tmp_path / "repo")
-    init(repo)
-    wrong = {"endpoint_url": endpoints.s3["moto"]}
-    write_config(Path(repo) / ".mlem" / "config.yaml", None, {
-        "whole-bucket": {"url": far.root, "options": wrong},
+    repo = repo_with_remotes(tmp_path, {
+        "whole-bucket": {"url": far.root, "options": wrong_endpoint(endpoints)},
         "models": {"url": far.uri("models"), "options": shared},
     })  # fmt: skip
     write_config(no_user_config, None, {"models": {"url": far.uri("models"), "env": env}})
@@ -126,11 +136,8 @@ def test_user_settings_win_over_the_repo(
     tmp_path: Path,
 ) -> None:
     far, shared, env = far_model
-    repo = str(tmp_path / "repo")
-    init(repo)
-    wrong = {"endpoint_url": endpoints.s3["moto"]}
-    write_config(
-        Path(repo) / ".mlem" / "config.yaml", None, {"far": {"url": far.root, "options": wrong}}
+    repo = repo_with_remotes(
+        tmp_path, {"far": {"url": far.root, "options": wrong_endpoint(endpoints)}}
     )
     write_config(no_user_config, None, {"mine": {"url": far.root, "options": shared, "env": env}})
     MlemLink(path=far.uri("models", "rf.mlem"), link_type="model").dump("alias", repo=repo)

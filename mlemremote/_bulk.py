@@ -20,9 +20,10 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from mlemremote import _links
-from mlemremote._location import HISTORY_PREFIX, MLEM_DIR, MLEM_EXT, Location, is_inside, resolve
-from mlemremote._remotes import anchor_remotes
-from mlemremote._stores import read_many
+from mlemremote._foreign import to_mlem_error
+from mlemremote._location import Location, anchor_remotes, resolve
+from mlemremote._paths import HISTORY_PREFIX, MLEM_DIR, MLEM_EXT, is_inside
+from mlemremote._stores import read_many, store_for
 from mlemremote.core.errors import (
     InvalidLinkError,
     LinkChainTooLongError,
@@ -31,7 +32,7 @@ from mlemremote.core.errors import (
     MlemObjectNotFound,
     WrongMetaType,
 )
-from mlemremote.core.objects import MlemLink, MlemObject
+from mlemremote.core.objects import MlemLink, MlemObject, build
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -82,12 +83,12 @@ def _read_all(locs: list[Location], concurrency: int) -> None:
     rest, and any read that failed in the batch, one by one (with retries) in threads."""
     answers = read_many(locs, concurrency)
     for index, answer in answers.items():
-        _links.keep_read(locs[index], answer)
+        _links.keep_read(locs[index], answer, build)
     rest = [loc for index, loc in enumerate(locs) if index not in answers]
 
     def read(loc: Location) -> None:
         with suppress(MlemError):  # kept in the cache for the path that wants it
-            _links.read_object(loc)
+            _links.read_object(loc, build)
 
     for _ in run_concurrently(rest, read, concurrency):
         pass
@@ -108,8 +109,8 @@ def load_many(
     for path in paths:
         try:
             loc = resolve(path, repo, storage_options=storage_options)
-        except MlemError as exc:
-            locations.append(exc)
+        except Exception as exc:  # one bad path is one error in its place
+            locations.append(to_mlem_error(exc, f"load_many({path!r:.100})"))
             continue
         anchor_remotes(loc)  # as load_meta does: the first repo named (no request)
         locations.append(loc)
@@ -119,10 +120,16 @@ def load_many(
             return loc
         try:
             return _links.load(
-                loc, repo_given=repo is not None, follow_links=follow_links, force_type=force_type
+                loc,
+                build,
+                repo_given=repo is not None,
+                follow_links=follow_links,
+                force_type=force_type,
             )
-        except MlemError as exc:
-            return exc
+        except _links.NotReadYet:
+            raise
+        except Exception as exc:
+            return to_mlem_error(exc, f"load_many({loc})")
 
     results: list[MlemObject | MlemError] = [MlemError("not loaded")] * len(paths)
     for index, result in run_batched(locations, load, concurrency):
@@ -132,13 +139,7 @@ def load_many(
 
 def metafiles_under(loc: Location) -> list[Location]:
     """Every metafile below `loc` (one listing), leaving out the history log."""
-    fs = loc.fs
-    try:
-        fs.invalidate_cache(loc.fullpath)
-        found = fs.find(loc.fullpath)
-    except FileNotFoundError:
-        return []
-    files = [str(p) for p in (found.keys() if isinstance(found, dict) else found)]
+    files = store_for(loc).listing(loc)
     return [
         loc.sibling(path)
         for path in sorted(files)
@@ -156,9 +157,11 @@ def list_repo(
 
     def read(loc: Location) -> MlemObject | MlemError:
         try:
-            return _links.read_object(loc) or MlemObjectNotFound(f"{loc} vanished")
-        except MlemError as exc:
-            return exc
+            return _links.read_object(loc, build) or MlemObjectNotFound(f"{loc} vanished")
+        except _links.NotReadYet:
+            raise
+        except Exception as exc:
+            return to_mlem_error(exc, f"ls {loc}")
 
     results: list[Any] = [None] * len(files)
     for index, obj in run_batched(files, read, concurrency):
@@ -229,13 +232,16 @@ def check_links(
 
     def check(loc: Location) -> CheckResult | None:
         try:
-            obj = _links.read_object(loc)
+            obj = _links.read_object(loc, build)
             if not isinstance(obj, MlemLink):
                 return None
-            final, _ = _links.walk(obj)
-        except MlemError as exc:
-            status = next(name for cls, name in _STATUS if isinstance(exc, cls))
-            return CheckResult(str(loc), status, str(exc))
+            final, _ = _links.walk(obj, build)
+        except _links.NotReadYet:
+            raise
+        except Exception as exc:
+            error = to_mlem_error(exc, f"check {loc}")
+            status = next(name for cls, name in _STATUS if isinstance(error, cls))
+            return CheckResult(str(loc), status, str(error))
         end = final.loc
         inside = repo is not None and end.same_storage(root) and is_inside(end.fullpath, repo)
         if repo is not None and not inside:

@@ -56,17 +56,25 @@ def parse_storage_options(items: list[str] | None) -> dict[str, Any] | None:
     return options
 
 
-def _run(verbose: bool, action: Callable[[], T]) -> T:
-    """Run a command; a library error is one line on stderr and exit code 2."""
+def _run(verbose: bool, action: Callable[[], T], *, bulk: bool = False) -> T:
+    """Run a command in one call scope; any error is one line on stderr and exit code 2
+    (with `--verbose`, a traceback first, redacted like every message)."""
+    from mlemremote._boundary import scope
+    from mlemremote._redact import redact
     from mlemremote.core.errors import MlemError
 
     try:
-        return action()
+        with scope("the command", bulk=bulk):
+            return action()
     except MlemError as exc:
         if verbose:
-            traceback.print_exc()
-        typer.echo(f"error: {exc}", err=True)
+            typer.echo(redact("".join(traceback.format_exception(exc))).rstrip(), err=True)
+        typer.echo(f"error: {_one_line(str(exc))}", err=True)
         raise typer.Exit(2) from None
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
 
 
 @app.command()
@@ -125,6 +133,7 @@ def show(
     """Show the chain of hops from PATH, each with its URI, and the final object."""
     from mlemremote import _links
     from mlemremote.api import load_meta
+    from mlemremote.core.objects import build
 
     options = parse_storage_options(storage_option)
 
@@ -132,7 +141,7 @@ def show(
         first = load_meta(path, repo, follow_links=False, storage_options=options)
         if no_follow:
             return [first]
-        return _links.walk_all(first)
+        return _links.walk_all(first, build)
 
     chain = _run(verbose, hops)
     rows = [
@@ -163,16 +172,14 @@ def ls(
 ) -> None:
     """List the links and objects in REPO (any backend)."""
     from mlemremote import _bulk
-    from mlemremote.api import _call_scope
     from mlemremote.core.errors import MlemError
 
     options = parse_storage_options(storage_option)
 
     def run() -> list[tuple[str, Any]]:
-        with _call_scope():
-            return _bulk.list_repo(repo, storage_options=options)
+        return _bulk.list_repo(repo, storage_options=options)
 
-    entries = _run(verbose, run)
+    entries = _run(verbose, run, bulk=True)
     rows = [
         {"name": name, "object_type": "invalid", "error": str(obj)}
         if isinstance(obj, MlemError)
@@ -205,27 +212,23 @@ def check(
     """Resolve every link under REPO_OR_PREFIX concurrently; exit 1 if any is broken
     (dangling, a cycle, a type mismatch, invalid). Links that leave the repo are listed."""
     from mlemremote import _bulk
-    from mlemremote.api import _call_scope
 
     options = parse_storage_options(storage_option)
     tty = sys.stderr.isatty() and not json_out
     results: list[CheckResult] = []
 
     def run() -> None:
-        with _call_scope():
-            found = _bulk.check_links(
-                repo_or_prefix, storage_options=options, concurrency=concurrency
-            )
-            if not tty:
-                results.extend(found.results)
-                return
-            with typer.progressbar(length=found.total, label="checking", file=sys.stderr) as bar:
-                for outcome in found.outcomes:
-                    if outcome is not None:
-                        results.append(outcome)
-                    bar.update(1)
+        found = _bulk.check_links(repo_or_prefix, storage_options=options, concurrency=concurrency)
+        if not tty:
+            results.extend(found.results)
+            return
+        with typer.progressbar(length=found.total, label="checking", file=sys.stderr) as bar:
+            for outcome in found.outcomes:
+                if outcome is not None:
+                    results.append(outcome)
+                bar.update(1)
 
-    _run(verbose, run)
+    _run(verbose, run, bulk=True)
     broken = [r for r in results if r.broken]
     if json_out:
         typer.echo(json.dumps([r.as_dict() for r in results], indent=2))
@@ -237,8 +240,18 @@ def check(
 
 
 def main(argv: list[str] | None = None) -> None:
-    """The `mlemremote` console script."""
-    app(args=argv, prog_name="mlemremote")
+    """The `mlemremote` console script: exit 0 when all went well, 1 only when `check`
+    found broken links, 2 for any error (usage errors included), in one line."""
+    try:
+        code = app(args=argv, prog_name="mlemremote", standalone_mode=False)
+    except typer.Abort:
+        typer.echo("error: aborted", err=True)
+        sys.exit(2)
+    except typer.TyperException as exc:  # usage errors: a bad option, a missing argument
+        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        typer.echo(f"error: {_one_line(message)} (see --help)", err=True)
+        sys.exit(2)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":  # pragma: no cover

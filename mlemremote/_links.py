@@ -1,47 +1,46 @@
-"""Finding metafiles, following links, and writing links and objects."""
+"""Finding metafiles, following links, and writing links and objects.
+
+This module knows metafiles only through the `build` function it is handed (in
+practice `core.objects.build`, which turns a mapping read from YAML into a `MlemObject`):
+it sits below the object classes, whose MLEM methods (`dump`, `load_link`,
+`make_link`) call into it, so that neither imports the other in a circle.
+"""
 
 from __future__ import annotations
 
+import os
 import posixpath
 import re
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future
 from contextlib import contextmanager, suppress
 from contextvars import ContextVar
-from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any
+from datetime import datetime
+from typing import Any, Protocol, TypeGuard, TypeVar, cast
+from urllib.parse import unquote
 
-import yaml
-
+from mlemremote import _history, _policy, _yaml
 from mlemremote._location import (
     _UNKNOWN,
-    BUCKET_SCHEMES,
-    CONFIG_FILE,
-    HISTORY_PREFIX,
-    MLEM_DIR,
-    MLEM_EXT,
     Location,
     at_revision,
+    is_repo_root,
+    resolve,
+    single_flight,
+)
+from mlemremote._paths import (
+    BUCKET_SCHEMES,
+    CONFIG_FILE,
+    MLEM_DIR,
+    MLEM_EXT,
     is_inside,
     join,
     relpath,
     repo_from_path,
-    resolve,
-    single_flight,
     split_scheme,
 )
-from mlemremote._settings import current as current_settings
-from mlemremote._stores import (
-    Answer,
-    Blob,
-    Expect,
-    Expected,
-    WriteConflict,
-    read_bytes,
-    store_for,
-)
+from mlemremote._stores import Answer, Blob, Expect, Expected, WriteConflict, read_bytes, store_for
 from mlemremote.core.errors import (
     AliasChangedError,
     InvalidLinkError,
@@ -55,15 +54,61 @@ from mlemremote.core.errors import (
     RevisionNotSupportedError,
     WrongMetaType,
 )
-from mlemremote.core.objects import TYPE_FOLDERS, MlemLink, MlemObject, parse, type_folder
 
 MAX_HOPS = 32
+TYPE_FOLDERS = ("link", "model", "dataset", "env", "deployment", "packager")
+
+
+class Meta(Protocol):
+    """What this module needs of a metadata object (`core.objects.MlemObject` is one)."""
+
+    _location: Location | None
+    _token: str | None
+    _version: str | None
+    _modified: datetime | None
+
+    @property
+    def object_type(self) -> str: ...
+
+    @property
+    def resolved_type(self) -> str: ...
+
+    @property
+    def location(self) -> Location | None: ...
+
+    def to_yaml(self) -> str: ...
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+
+class Link(Meta, Protocol):
+    """What this module needs of a link (`core.objects.MlemLink` is one)."""
+
+    path: str
+    repo: str | None
+    rev: str | None
+    link_type: str
+    _points_to: Location | None
+
+
+ObjT = TypeVar("ObjT", bound=Meta)
+# Turns a mapping read from a metafile into an object; raises `MlemError` otherwise.
+Build = Callable[[Mapping[str, Any], str], ObjT]
+
+
+def is_link(obj: Meta) -> TypeGuard[Link]:
+    return obj.object_type == "link"
+
+
+def type_folder(object_type: str) -> str:
+    """The `.mlem/<folder>/` of an object type (`data` and `dataset` share one)."""
+    return "dataset" if object_type == "data" else object_type
 
 
 # -- reading ---------------------------------------------------------------------------
 # Metafiles read during one bulk call (load_many, check): a model that a thousand links
 # point at is read once, not a thousand times. Never active around writes.
-_bulk_reads: ContextVar[dict[str, Future[MlemObject | None]] | None] = ContextVar(
+_bulk_reads: ContextVar[dict[str, Future[Any]] | None] = ContextVar(
     "mlemremote_bulk_reads", default=None
 )
 
@@ -105,43 +150,44 @@ def read_key(loc: Location) -> str:
     return f"{loc}|{id(loc.fs)}"
 
 
-def read_object(loc: Location) -> MlemObject | None:
+def read_object(loc: Location, build: Build[ObjT]) -> ObjT | None:
     """The object in the metafile at `loc` (one GET), or None when there is none."""
     cache = _bulk_reads.get()
     if cache is None:
-        return _read_object(loc)
+        return parsed(loc, store_for(loc).read(loc), build)
     key = read_key(loc)
     if _planning.get() and key not in cache:
         raise NotReadYet(loc)
-    obj = single_flight(cache, key, lambda: _read_object(loc))
-    return None if obj is None else obj.model_copy()  # callers may change their copy
+    obj: ObjT | None = single_flight(
+        cache, key, lambda: parsed(loc, store_for(loc).read(loc), build)
+    )
+    return None if obj is None else obj.model_copy()  # type: ignore[attr-defined]
 
 
-def keep_read(loc: Location, answer: Answer) -> None:
+def keep_read(loc: Location, answer: Answer, build: Build[ObjT]) -> None:
     """Keep a read made elsewhere (in a batch) for this bulk call, parsed, as if
     `read_object` had made it; its error, if any, is kept and raised to its readers."""
     cache = _bulk_reads.get()
     if cache is None:
         return
 
-    def parsed() -> MlemObject | None:
+    def parse() -> ObjT | None:
         if isinstance(answer, MlemError):
             raise answer
-        return _parsed(loc, answer)
+        return parsed(loc, answer, build)
 
     with suppress(MlemError):
-        single_flight(cache, read_key(loc), parsed)
+        single_flight(cache, read_key(loc), parse)
 
 
-def _read_object(loc: Location) -> MlemObject | None:
-    return _parsed(loc, store_for(loc).read(loc))
-
-
-def _parsed(loc: Location, blob: Blob | None) -> MlemObject | None:
+def parsed(loc: Location, blob: Blob | None, build: Build[ObjT]) -> ObjT | None:
+    """The object a read found (None: no file), remembering where and as what it was read."""
     if blob is None:
         return None
-    obj = parse(blob.data, str(loc))
+    content = _yaml.load(blob.data, str(loc))
+    obj = build(content, str(loc))
     obj._location, obj._token, obj._version = loc, blob.token, blob.version
+    obj._modified = blob.modified
     return obj
 
 
@@ -178,11 +224,12 @@ def _candidates(loc: Location, repo_given: bool, prefer: str | None) -> Iterator
 
 def find_meta(
     loc: Location,
+    build: Build[ObjT],
     *,
     repo_given: bool = False,
     chain: list[str] | None = None,
     prefer: str | None = None,
-) -> MlemObject:
+) -> ObjT:
     """Load the object that `loc` names (a metafile, or an object name in a repo).
 
     `chain`: metafiles already visited while following links; naming one of them again
@@ -194,13 +241,13 @@ def find_meta(
         if chain is not None and key in chain:
             raise LinkCycleError([*chain, key])
         tried.append(key)
-        obj = read_object(candidate)
+        obj = read_object(candidate, build)
         if obj is not None:
             return obj
     raise MlemObjectNotFound(f"no MLEM object at {loc}", tried)
 
 
-def link_target(link: MlemLink) -> Location:
+def link_target(link: Link) -> Location:
     """Where `link` points, resolved against the metafile it was loaded from (and at the
     link's `rev`, when it has one)."""
     if link._points_to is not None:
@@ -214,32 +261,30 @@ _WINDOWS_PATH = re.compile(r"^([A-Za-z]:[\\/]|\\\\)")
 
 
 def check_link_field(value: str, what: str, where: str) -> None:
-    """A link's `path` or `repo` must be a plain, bounded, POSIX path or URI."""
-    if not value.strip() or "\x00" in value:
-        raise InvalidLinkError(f"{where}: {what} {value!r} is empty or holds a NUL byte")
+    """A link's `path` or `repo` must be a plain, bounded, POSIX path or URI without
+    credentials in it."""
+    if not isinstance(value, str) or not value.strip() or "\x00" in value:
+        raise InvalidLinkError(
+            f"{where}: {what} {_yaml.describe_value(value)} is empty or holds a NUL byte"
+        )
     if len(value.encode()) > MAX_NAME_BYTES:
         raise InvalidLinkError(f"{where}: {what} is longer than {MAX_NAME_BYTES} bytes")
     if _WINDOWS_PATH.match(value):
-        raise InvalidLinkError(f"{where}: {what} {value!r} is a Windows path")
+        raise InvalidLinkError(f"{where}: {what} {_yaml.describe_value(value)} is a Windows path")
+    _policy.refuse_secrets(value)
 
 
-def _check_destination(uri: str, base: Location | None, where: str) -> None:
-    """Where a link may lead: an allowed scheme; a local path only from local links."""
-    scheme = split_scheme(uri)[0] or "file"
-    allowed = current_settings().link_schemes | {"memory"}
-    if base is not None and scheme == base.scheme and base.scheme != "file":
-        allowed = allowed | {base.scheme}  # e.g. links inside a repo served over http
-    if scheme not in allowed:
-        raise InvalidLinkError(f"{where}: links to {scheme}:// are not allowed: {uri}")
-    remote_base = base is not None and not base.is_local and base.scheme != "memory"
-    if scheme == "file" and remote_base and not current_settings().allow_local_links:
-        raise InvalidLinkError(
-            f"{where}: a link on a remote backend names a local path ({uri}); "
-            "configure(allow_local_links=True) to follow it"
-        )
+def _plain(path: str) -> str:
+    """`path` as a server may read it: percent-decoding undone, backslashes as slashes.
+    Containment is checked on this form too, so `%2e%2e/` cannot climb out."""
+    return unquote(path).replace("\\", "/")
 
 
-def _target(link: MlemLink, base: Location | None) -> Location:
+def _inside(full: str, folder: str, plain_full: str) -> bool:
+    return is_inside(full, folder) and is_inside(plain_full, folder)
+
+
+def _target(link: Link, base: Location | None) -> Location:
     where = _name(link)
     check_link_field(link.path, "path", where)
     if link.repo is not None:
@@ -263,22 +308,60 @@ def _target(link: MlemLink, base: Location | None) -> Location:
         repo = base.repo
         if repo is not None:  # MLEM's rule: relative to the repo root
             full = join(repo, link.path)
-            if not is_inside(full, repo):
-                raise InvalidLinkError(f"{base}: path {link.path!r} leaves the repo")
+            if not _inside(full, repo, join(repo, _plain(link.path))):
+                raise InvalidLinkError(f"{base}: path {_show(link.path)} leaves the repo")
+            _check_real(base, full, repo)
             return base.sibling(full, repo=repo)
         if base.bucket and link.path.split("/", 1)[0] == base.bucket != "/":
             folder = ""  # MLEM on object stores wrote `bucket/key` without the scheme
     full = join(folder, link.path)
-    known_repo = base._repo if base._repo is not _UNKNOWN else repo_from_path(base.fullpath)
-    if known_repo is not None and not is_inside(full, known_repo):
-        raise InvalidLinkError(f"{base}: path {link.path!r} leaves the repo")
-    if not is_inside(full, base.bucket):
-        raise InvalidLinkError(f"{base}: path {link.path!r} leaves {base.uri_of(base.bucket)}")
+    plain_full = join(folder, _plain(link.path))
+    if not _inside(full, base.bucket, plain_full):
+        raise InvalidLinkError(f"{base}: path {_show(link.path)} leaves {base.uri_of(base.bucket)}")
+    repo = base._repo if base._repo is not _UNKNOWN else repo_from_path(base.fullpath)
+    if repo is not None:
+        if not _inside(full, repo, plain_full):
+            raise InvalidLinkError(f"{base}: path {_show(link.path)} leaves the repo")
+        _check_real(base, full, repo)
+    elif not _inside(full, folder, plain_full):
+        # It climbs: it must not climb out of a repo on its way up. Only the folders it
+        # climbs out of can be that repo's root (one probe each, shared in the call).
+        top = posixpath.commonpath([folder, full, plain_full]) if folder else ""
+        current = folder
+        while current != top and current not in ("", "/"):
+            if is_repo_root(base, current):
+                raise InvalidLinkError(
+                    f"{base}: path {_show(link.path)} leaves the repo {base.uri_of(current)}"
+                )
+            current = posixpath.dirname(current)
     return base.sibling(full)
 
 
-def _repo_link_target(link: MlemLink, repo: str, base: Location | None) -> Location:
+def _check_real(base: Location, full: str, repo: str) -> None:
+    """On local disk, a symlink inside the repo must not lead out of it either."""
+    if not base.is_local:
+        return
+    real_repo = os.path.realpath(repo)
+    if not is_inside(os.path.realpath(full), real_repo):
+        raise InvalidLinkError(f"{base}: {full} is a symlink that leads out of the repo")
+
+
+def _show(value: str) -> str:
+    return _yaml.describe_value(value, 200)
+
+
+def _check_destination(uri: str, base: Location | None, where: str) -> None:
+    """Where a link may lead: an allowed scheme; a local path only from local links;
+    over http(s), its own origin only (see `_policy`)."""
+    base_scheme = None if base is None else ("file" if base.is_local else base.scheme)
+    _policy.check_destination(uri, base_scheme, None if base is None else base.uri, where)
+
+
+def _repo_link_target(link: Link, repo: str, base: Location | None) -> Location:
     scheme, _ = split_scheme(repo)
+    where = _name(link)
+    if scheme is None and ".." in _plain(repo).split("/"):
+        raise InvalidLinkError(f"{where}: repo {_show(repo)} climbs with '..'")
     if scheme is None and base is not None and not base.is_local:
         # MLEM on object stores wrote `bucket/path` without the scheme: same filesystem.
         repo_loc = base.sibling(posixpath.normpath(repo.lstrip("/")), repo=None)
@@ -287,34 +370,36 @@ def _repo_link_target(link: MlemLink, repo: str, base: Location | None) -> Locat
             repo = join(posixpath.dirname(base.fullpath), repo)
         repo_loc = resolve(repo, like=base)
     if split_scheme(link.path)[0] is not None or link.path.startswith("/"):
-        raise InvalidLinkError(f"{_name(link)}: with 'repo', 'path' must be repo-relative")
+        raise InvalidLinkError(f"{where}: with 'repo', 'path' must be repo-relative")
     full = join(repo_loc.fullpath, link.path)
-    if not is_inside(full, repo_loc.fullpath):
-        raise InvalidLinkError(f"{_name(link)}: path {link.path!r} leaves repo {repo}")
+    if not _inside(full, repo_loc.fullpath, join(repo_loc.fullpath, _plain(link.path))):
+        raise InvalidLinkError(f"{where}: path {_show(link.path)} leaves repo {repo}")
+    _check_real(repo_loc, full, repo_loc.fullpath)
     return repo_loc.sibling(full, repo=repo_loc.fullpath)
 
 
-def _name(obj: MlemObject) -> str:
+def _name(obj: Meta) -> str:
     return str(obj.location) if obj.location is not None else f"unsaved {obj.object_type}"
 
 
-def walk(start: MlemObject, *, follow_links: bool = True) -> tuple[MlemObject, list[str]]:
+def walk(start: Meta, build: Build[ObjT], *, follow_links: bool = True) -> tuple[ObjT, list[str]]:
     """Follow links from `start`; the object reached and the chain of metafiles visited.
 
     Each hop checks `link_type` against what it finds; at most `MAX_HOPS` hops.
     """
-    objects = walk_all(start, follow_links=follow_links)
+    objects = walk_all(start, build, follow_links=follow_links)
     return objects[-1], [_name(obj) for obj in objects]
 
 
-def walk_all(start: MlemObject, *, follow_links: bool = True) -> list[MlemObject]:
-    """`start` and every object reached from it, in order (see `walk`)."""
+def walk_all(start: Meta, build: Build[ObjT], *, follow_links: bool = True) -> list[ObjT]:
+    """`start` and every object reached from it, in order (see `walk`). `start` is of
+    the family `build` makes (a `MlemLink` for `core.objects.build`)."""
     chain = [_name(start)]
-    objects = [start]
-    obj = start
-    while isinstance(obj, MlemLink):
+    obj = cast(ObjT, start)
+    objects = [obj]
+    while is_link(obj):
         target = link_target(obj)
-        found = find_meta(target, chain=chain, prefer=type_folder(obj.link_type))
+        found = find_meta(target, build, chain=chain, prefer=type_folder(obj.link_type))
         chain.append(str(found.location))
         if len(chain) - 1 > MAX_HOPS:
             raise LinkChainTooLongError(chain, MAX_HOPS)
@@ -326,51 +411,50 @@ def walk_all(start: MlemObject, *, follow_links: bool = True) -> list[MlemObject
     return objects
 
 
-def _check_type(link: MlemLink, found: MlemObject) -> None:
+def _check_type(link: Link, found: Meta) -> None:
     if type_folder(found.resolved_type) != type_folder(link.link_type):
         kind = (
-            f"a link to a {found.resolved_type}"
-            if isinstance(found, MlemLink)
+            f"a link to a {_yaml.describe_value(found.resolved_type)}"
+            if is_link(found)
             else f"a {found.object_type}"
         )
         raise WrongMetaType(
-            f"{_name(link)} has link_type {link.link_type!r} but {found.location} is {kind}"
+            f"{_name(link)} has link_type {_yaml.describe_value(link.link_type)} but "
+            f"{found.location} is {kind}"
         )
 
 
 def load(
     loc: Location,
+    build: Build[ObjT],
     *,
     repo_given: bool,
     follow_links: bool = True,
-    force_type: type[MlemObject] | None = None,
-) -> MlemObject:
+    force_type: type | None = None,
+) -> ObjT:
     """The object `loc` names, followed to the end of its chain (`load_meta`'s core).
     A miss in a repo that is not one raises `MlemRootNotFound`."""
     try:
-        obj = find_meta(loc, repo_given=repo_given)
+        obj = find_meta(loc, build, repo_given=repo_given)
     except MlemObjectNotFound:
         if repo_given:  # say so when the repo itself is the problem
             require_repo(loc.sibling(loc.repo or "", repo=None))
         raise
-    if follow_links and isinstance(obj, MlemLink):
-        obj, _ = walk(obj)
+    if follow_links and is_link(obj):
+        obj, _ = walk(obj, build)
     check_force_type(obj, force_type)
     return obj
 
 
 def follow(
-    link: MlemLink,
-    *,
-    follow_links: bool = True,
-    force_type: type[MlemObject] | None = None,
-) -> MlemObject:
-    obj, _ = walk(link, follow_links=follow_links)
+    link: Meta, build: Build[ObjT], *, follow_links: bool = True, force_type: type | None = None
+) -> ObjT:
+    obj, _ = walk(link, build, follow_links=follow_links)
     check_force_type(obj, force_type)
     return obj
 
 
-def check_force_type(obj: MlemObject, force_type: type[MlemObject] | None) -> None:
+def check_force_type(obj: Meta, force_type: type | None) -> None:
     if force_type is not None and not isinstance(obj, force_type):
         raise WrongMetaType(f"{_name(obj)} is a {obj.object_type}, not a {force_type.__name__}")
 
@@ -380,7 +464,7 @@ def check_name(name: str, what: str = "target") -> str:
     """A name inside a repo: relative, inside the repo, not in `.mlem/`, not a folder.
     Returns it without its `.mlem` extension."""
     if not isinstance(name, str) or not name.strip() or "\x00" in name:
-        raise InvalidLinkError(f"{what} {name!r} is not a valid name")
+        raise InvalidLinkError(f"{what} {_yaml.describe_value(name)} is not a valid name")
     if name.endswith("/"):
         raise InvalidLinkError(f"{what} {name!r} ends with '/': name a file, not a folder")
     if split_scheme(name)[0] is not None or name.startswith("/"):
@@ -390,9 +474,10 @@ def check_name(name: str, what: str = "target") -> str:
     if _WINDOWS_PATH.match(name) or "\\" in name:
         raise InvalidLinkError(f"{what} {name!r} is a Windows path")
     parts = name.split("/")
-    if ".." in parts or "." in parts or "" in parts:
+    plain_parts = _plain(name).split("/")
+    if any(p in (".", "..", "") for p in parts + plain_parts):
         raise InvalidLinkError(f"{what} {name!r} must not contain '.', '..' or '//'")
-    if MLEM_DIR in parts:
+    if MLEM_DIR in parts or MLEM_DIR in plain_parts:
         raise InvalidLinkError(f"{what} {name!r} would land inside {MLEM_DIR}/")
     return name[: -len(MLEM_EXT)] if name.endswith(MLEM_EXT) else name
 
@@ -401,7 +486,7 @@ def target_location(
     path: str,
     repo: str | None,
     external: bool | None,
-    type_folder: str,
+    folder_of_type: str,
     *,
     storage_options: Mapping[str, Any] | None = None,
 ) -> Location:
@@ -410,10 +495,15 @@ def target_location(
         name = check_name(path)
         repo_loc = resolve(repo, storage_options=storage_options)
         require_repo(repo_loc)
-        folder = repo_loc.fullpath if external else join(repo_loc.fullpath, MLEM_DIR, type_folder)
+        folder = (
+            repo_loc.fullpath if external else join(repo_loc.fullpath, MLEM_DIR, folder_of_type)
+        )
         return repo_loc.sibling(join(folder, name + MLEM_EXT), repo=repo_loc.fullpath)
     if not isinstance(path, str) or path.endswith("/"):
-        raise InvalidLinkError(f"target {path!r} ends with '/': name a file, not a folder")
+        raise InvalidLinkError(
+            f"target {_yaml.describe_value(path)} is not a file name (it ends with '/' or "
+            "is not a string)"
+        )
     check_link_field(path, "target", "link()")
     loc = resolve(path, storage_options=storage_options)
     key = loc.fullpath.split("/", 1)[-1]  # the object key, below the bucket
@@ -422,9 +512,9 @@ def target_location(
     parts = loc.fullpath.split("/")
     if MLEM_DIR in parts[:-1]:
         inside = parts[len(parts) - 1 - parts[::-1].index(MLEM_DIR) :]
-        if len(inside) < 3 or inside[1] != type_folder or MLEM_DIR in inside[2:]:
+        if len(inside) < 3 or inside[1] != folder_of_type or MLEM_DIR in inside[2:]:
             raise InvalidLinkError(
-                f"target {path!r} would land in {MLEM_DIR}/ outside {MLEM_DIR}/{type_folder}/"
+                f"target {path!r} would land in {MLEM_DIR}/ outside {MLEM_DIR}/{folder_of_type}/"
             )
     if not loc.fullpath.endswith(MLEM_EXT):
         loc = loc.sibling(loc.fullpath + MLEM_EXT)
@@ -438,29 +528,13 @@ def require_repo(repo_loc: Location) -> None:
         raise MlemRootNotFound(f"{repo_loc} is not a repo: {config} is missing (run init)")
 
 
-def write_object(obj: MlemObject, target: Location) -> None:
+def write_object(obj: Meta, target: Location) -> None:
     written = store_for(target).write(target, obj.to_yaml().encode(), Expect.ANY)
     obj._location, obj._token, obj._version = target, written.token, written.version
 
 
-def link_to(obj: MlemObject, at: Location | None = None) -> MlemLink:
-    """An unsaved link to a saved object (at location `at`, e.g. a pinned version), in
-    its absolute form."""
-    src = at or obj.location
-    if src is None:
-        raise MlemObjectNotSavedError("cannot link to an object that is not saved")
-    fields = _absolute_fields(src)
-    link = MlemLink(
-        link_type=obj.resolved_type,
-        path=fields["path"],
-        repo=fields.get("repo"),
-        rev=fields.get("rev"),
-    )
-    link._points_to = src
-    return link
-
-
-def _absolute_fields(src: Location) -> dict[str, str]:
+def absolute_fields(src: Location) -> dict[str, str]:
+    """A link's `path`, `repo` and `rev` that name `src` from anywhere."""
     if src.git_root is not None:
         repo = src.repo
         fields = {"repo": src.uri_of(repo if repo is not None else ""), "path": src.path}
@@ -475,14 +549,14 @@ def _relative_fields(src: Location, dest: Location, absolute: bool) -> dict[str,
     """MLEM's rules: same repo -> repo-relative; no repo on either side and same bucket ->
     relative to the link's folder (marked `./` or `../`); anything else -> absolute."""
     if absolute or src.rev is not None or not src.same_storage(dest):
-        return _absolute_fields(src)
+        return absolute_fields(src)
     src_repo, dest_repo = src.repo, dest.repo
     if src_repo is not None:
         if src_repo == dest_repo:
             return {"path": src.path}
-        return _absolute_fields(src)
+        return absolute_fields(src)
     if dest_repo is not None:
-        return _absolute_fields(src)
+        return absolute_fields(src)
     rel = relpath(src.fullpath, posixpath.dirname(dest.fullpath))
     return {"path": rel if rel.startswith("../") else "./" + rel}
 
@@ -492,12 +566,32 @@ def _relative_fields(src: Location, dest: Location, absolute: bool) -> dict[str,
 _PLAIN_WRITE_ATTEMPTS = 8
 
 
+def check_expected(expected: object) -> None:
+    """`expected=` must be a link loaded with `follow_links=False`, or a token string:
+    anything else is refused before anything is read or written."""
+    if expected is None or (isinstance(expected, str) and expected):
+        return
+    if isinstance(expected, str):
+        raise InvalidLinkError("expected= is an empty string: give the link's token")
+    kind = getattr(expected, "object_type", None)
+    if kind == "link":
+        if getattr(expected, "location", None) is None:
+            raise InvalidLinkError("expected= is a link that was never loaded: load it first")
+        return
+    hint = " (load the alias with follow_links=False)" if isinstance(kind, str) else ""
+    raise InvalidLinkError(
+        f"expected= must be the link as loaded with follow_links=False, or its token "
+        f"(a string), not {type(expected).__name__}{hint}; nothing was written"
+    )
+
+
 def write_link(
-    link: MlemLink,
+    link: Link,
     target: Location,
+    build: Build[Any],
     *,
     absolute: bool = False,
-    expected: MlemLink | str | None = None,
+    expected: object = None,
 ) -> None:
     """Write `link` at `target`. An existing link is replaced, anything else is kept.
 
@@ -505,19 +599,22 @@ def write_link(
     never overwritten. With `expected` (the link as loaded before, or its token) the write
     is a compare-and-swap: `AliasChangedError` when the alias changed since.
     """
+    check_expected(expected)
     if link._points_to is not None:
         if str(link._points_to) == str(target):
             raise InvalidLinkError(f"{target}: a link cannot point at itself")
         fields = _relative_fields(link._points_to, target, absolute)
         link.path, link.repo, link.rev = fields["path"], fields.get("repo"), fields.get("rev")
+    for value, what in ((link.path, "path"), (link.repo, "repo")):
+        if value is not None:
+            check_link_field(value, what, f"link to write at {target}")
     # A YAML comment with a write id (ignored by every reader, MLEM included) makes each
     # write's bytes unique: a write whose answer was lost is recognised as ours, and S3
     # ETags (content MD5s) change with every move, so compare-and-swap sees A -> B -> A.
     data = (link.to_yaml() + f"# mlemremote write {uuid.uuid4().hex[:16]}\n").encode()
     store = store_for(target)
-    token: Expected
     if expected is not None:
-        token = _expected_token(expected, target)
+        token, replaced = _expected_token(expected, target, build)
         try:
             written = store.write(target, data, token)
         except WriteConflict as exc:
@@ -526,7 +623,7 @@ def write_link(
             ) from exc
     else:
         for _ in range(_PLAIN_WRITE_ATTEMPTS):
-            token = _current_link_token(target)
+            token, replaced = _current_link(target, build)
             try:
                 written = store.write(target, data, token)
                 break
@@ -535,82 +632,60 @@ def write_link(
         else:
             raise AliasChangedError(f"{target} kept changing; nothing was written")
     link._location, link._token, link._version = target, written.token, written.version
-    _log_move(link, target, written.version, previous=token)
+    _history.log_move(
+        link,
+        target,
+        token=written.token,
+        version=written.version,
+        previous=None if isinstance(token, Expect) else token,
+        replaced=replaced,
+    )
 
 
-def _expected_token(expected: MlemLink | str, target: Location) -> Expected:
-    if isinstance(expected, MlemLink):
-        if expected.location is None or str(expected.location) != str(target):
-            raise InvalidLinkError(
-                f"expected= must be the link at {target} as loaded, not {_name(expected)}"
-            )
-        if expected._token is None:
-            raise InvalidLinkError("expected= link carries no version token: load it first")
-        return expected._token
-    # A bare token: make sure it is a link that we would replace, not a model.
-    if _current_link_token(target) == Expect.ABSENT:
-        raise AliasChangedError(f"{target} does not exist; nothing was written")
-    return expected
+def _expected_token(
+    expected: object, target: Location, build: Build[Any]
+) -> tuple[Expected, dict[str, Any] | None]:
+    """The token a compare-and-swap compares against, and what that link says."""
+    if isinstance(expected, str):
+        # A bare token: make sure it is a link that we would replace, not a model.
+        token, replaced = _current_link(target, build)
+        if token == Expect.ABSENT:
+            raise AliasChangedError(f"{target} does not exist; nothing was written")
+        return expected, replaced if token == expected else None
+    expected = cast(Link, expected)  # check_expected let only links through
+    if expected.location is None or str(expected.location) != str(target):
+        raise InvalidLinkError(
+            f"expected= must be the link at {target} as loaded, not {_name(expected)}"
+        )
+    if expected._token is None:
+        raise InvalidLinkError("expected= link carries no version token: load it first")
+    return expected._token, expected.to_dict()
 
 
-def _current_link_token(target: Location) -> Expected:
-    """The token of the link at `target` (Expect.ABSENT when there is none); raises
-    `ObjectExistsError` when something other than a link is there."""
+def _current_link(target: Location, build: Build[Any]) -> tuple[Expected, dict[str, Any] | None]:
+    """The token of the link at `target` and what it says (Expect.ABSENT, None when
+    there is none); raises `ObjectExistsError` when something other than a link is there."""
     blob = store_for(target).read(target)
     if blob is None:
-        return Expect.ABSENT
+        return Expect.ABSENT, None
     try:
-        current = parse(blob.data, str(target))
-    except Exception as exc:
+        current = parsed(target, blob, build)
+    except MlemError as exc:
         raise ObjectExistsError(
             f"{target} exists and is not a link; it was left untouched"
         ) from exc
-    if not isinstance(current, MlemLink):
-        raise ObjectExistsError(
-            f"{target} is a {current.object_type}, not a link; it was left untouched"
-        )
-    return blob.token
+    if current is None or not is_link(current):
+        kind = "nothing" if current is None else current.object_type
+        raise ObjectExistsError(f"{target} is a {kind}, not a link; it was left untouched")
+    return blob.token, current.to_dict()
 
 
-# -- history -----------------------------------------------------------------------------
-def history_folder(target: Location) -> Location | None:
-    """Where the append-only log of moves of the link at `target` lives (in its repo's
-    `.mlem/history/`), or None outside a repo."""
-    repo = target.repo
-    if repo is None:
-        return None
-    rel = relpath(target.fullpath, repo)
-    prefix = f"{MLEM_DIR}/link/"
-    key = "link/" + rel[len(prefix) :] if rel.startswith(prefix) else "external/" + rel
-    return target.sibling(join(repo, HISTORY_PREFIX, key), repo=repo)
-
-
-def _log_move(link: MlemLink, target: Location, version: str | None, *, previous: Expected) -> None:
-    """Append one entry per move where the bucket keeps no versions of its own; it names
-    the token it replaced, so a lost update would show as two entries with one parent."""
-    store = store_for(target)
-    if store.keeps_versions(target, version):
-        return
-    folder = history_folder(target)
-    if folder is None:
-        return
-    now = datetime.now(timezone.utc)
-    entry = {
-        "time": now.isoformat(),
-        "link": link.to_dict(),
-        "token": link._token,
-        "previous": None if isinstance(previous, Expect) else previous,
-    }
-    name = f"{now:%Y%m%dT%H%M%S%fZ}-{uuid.uuid4().hex[:12]}.yaml"
-    log = folder.sibling(join(folder.fullpath, name), repo=folder._repo)
-    data = yaml.safe_dump(entry, sort_keys=True, default_flow_style=False).encode()
-    store.write(log, data, Expect.ABSENT)  # never rewritten
-
-
-def pinned_location(obj: MlemObject) -> Location:
+def pinned_location(obj: Meta) -> Location:
     """Where `obj` is, at the version it has now: the git commit (the file must be
     committed), or the object version that was read (the bucket must keep versions)."""
-    loc = obj.loc
+    loc = obj.location
+    if loc is None:
+        raise MlemObjectNotSavedError("pin=True needs a saved object")
     if loc.rev is not None:
         return loc
     if loc.is_local:
@@ -641,60 +716,3 @@ def _git_head_of(loc: Location) -> str:
             f"pin=True: {loc} has changes that are not committed; commit them first"
         )
     return str(repository.head.target)
-
-
-@dataclass(frozen=True)
-class HistoryEntry:
-    """One place an alias pointed to: when, the link as written, and its version id."""
-
-    time: datetime
-    link: MlemLink
-    version: str | None
-    # From the log only: the token of the link this move replaced (None for a creation).
-    previous: str | None = None
-
-
-def history_of(target: Location) -> list[HistoryEntry]:
-    """The moves of the link at `target`, newest first (see `api.history`)."""
-    store = store_for(target)
-    entries: list[HistoryEntry] = []
-    if store.versioned(target):
-        for version in store.versions(target):
-            if version.deleted:
-                continue
-            obj = read_object(at_revision(target, version.version))
-            if isinstance(obj, MlemLink):
-                entries.append(HistoryEntry(version.time, _unsaved(obj), version.version))
-        return entries
-    folder = history_folder(target)
-    if folder is None:
-        raise MlemRootNotFound(
-            f"{target} is not in a repo and {store.describe(target)} keeps no versions: "
-            "there is no history"
-        )
-    for name in sorted(_list_names(folder), reverse=True):
-        blob = store.read(folder.sibling(join(folder.fullpath, name), repo=folder._repo))
-        if blob is None:
-            continue
-        entry = yaml.safe_load(blob.data)
-        link = MlemLink.model_validate(entry["link"])
-        time = datetime.fromisoformat(entry["time"])
-        entries.append(HistoryEntry(time, link, entry.get("token"), entry.get("previous")))
-    return entries
-
-
-def _unsaved(link: MlemLink) -> MlemLink:
-    copy = link.model_copy()
-    copy._location = None
-    return copy
-
-
-def _list_names(folder: Location) -> list[str]:
-    fs = folder.fs
-    try:
-        fs.invalidate_cache(folder.fullpath)
-        found = fs.ls(folder.fullpath, detail=False)
-    except FileNotFoundError:
-        return []
-    names = [posixpath.basename(str(p).rstrip("/")) for p in found]
-    return [n for n in names if n.endswith(".yaml")]

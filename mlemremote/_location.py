@@ -10,13 +10,31 @@ from concurrent.futures import Future
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, TypeVar
+from urllib.parse import unquote
 
 import fsspec
 import fsspec.config
 from fsspec.implementations.local import LocalFileSystem
 from fsspec.spec import AbstractFileSystem
 
+from mlemremote._foreign import to_mlem_error
+from mlemremote._paths import (
+    CONFIG_FILE,
+    MLEM_DIR,
+    MLEM_EXT,
+    READ_ONLY_SCHEMES,
+    is_inside,
+    join,
+    relpath,
+    repo_from_path,
+    split_scheme,
+    top_of,
+)
+from mlemremote._policy import refuse_secrets
 from mlemremote._redact import remember
+from mlemremote._remotes import Remotes
+from mlemremote._remotes import current as current_remotes
+from mlemremote._stores import read_bytes, store_for
 from mlemremote.core.errors import (
     InvalidLinkError,
     RevisionNotFound,
@@ -24,15 +42,6 @@ from mlemremote.core.errors import (
     UnsupportedLocationError,
 )
 
-MLEM_DIR = ".mlem"
-MLEM_EXT = ".mlem"
-CONFIG_FILE = "config.yaml"
-HISTORY_PREFIX = f"{MLEM_DIR}/history/"  # the append-only log of alias moves
-
-# Schemes whose first path component is a bucket or container: repo lookup stops there,
-# and a relative link never leaves it.
-BUCKET_SCHEMES = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss"})
-READ_ONLY_SCHEMES = frozenset({"http", "https"})
 EXTRAS = {"s3": "s3", "s3a": "s3", "gs": "gcs", "gcs": "gcs", "az": "azure", "abfs": "azure"}
 
 _UNKNOWN: Any = object()
@@ -151,48 +160,6 @@ class Location:
         return self.uri + (f"@{self.rev}" if self.rev else "")
 
 
-# -- paths -----------------------------------------------------------------------------
-def relpath(path: str, start: str) -> str:
-    if not start:
-        return path
-    return posixpath.relpath(path, start)
-
-
-def join(base: str, *parts: str) -> str:
-    """Join and normalize, keeping a URL's ``scheme://host`` prefix intact."""
-    prefix = ""
-    if "://" in base:
-        scheme, base = base.split("://", 1)
-        host, _, base = base.partition("/")
-        prefix, base = f"{scheme}://{host}", "/" + base
-    joined = posixpath.join(base, *parts) if base else posixpath.join(*parts)
-    return prefix + (posixpath.normpath(joined) if joined else joined)
-
-
-def is_inside(path: str, folder: str) -> bool:
-    """True when `path` is `folder` or below it (no `..` trickery: both normalized)."""
-    if not folder:
-        return not path.startswith("../") and path != ".."
-    folder = folder.rstrip("/")
-    return path == folder or path.startswith(folder + "/")
-
-
-def top_of(scheme: str, fullpath: str) -> str:
-    if scheme in BUCKET_SCHEMES:
-        return fullpath.split("/", 1)[0]
-    if scheme in READ_ONLY_SCHEMES:
-        return "/".join(fullpath.split("/", 3)[:3])  # scheme://host
-    return "/"
-
-
-def split_scheme(uri: str) -> tuple[str | None, str]:
-    if "://" in uri:
-        scheme, _ = uri.split("://", 1)
-        if scheme.isidentifier() or scheme.replace("+", "").replace("-", "").isalnum():
-            return scheme.lower(), uri
-    return None, uri
-
-
 # -- resolving -------------------------------------------------------------------------
 def filesystem(scheme: str, storage_options: Mapping[str, Any] | None) -> AbstractFileSystem:
     """The fsspec filesystem for a scheme; options come from the caller, fsspec's config
@@ -210,7 +177,16 @@ def filesystem(scheme: str, storage_options: Mapping[str, Any] | None) -> Abstra
     remember(storage_options)
     for protocol in _protocols(cls):
         remember(fsspec.config.conf.get(protocol))
-    return fsspec.filesystem(scheme, **dict(storage_options or {}))
+    try:
+        return fsspec.filesystem(scheme, **dict(storage_options or {}))
+    except Exception as exc:
+        # A missing or malformed setting (no Azure account, a bad connection string or
+        # service-account dict, an option the backend does not take): say which scheme.
+        cause = to_mlem_error(exc, f"the {scheme}:// settings")
+        raise UnsupportedLocationError(
+            f"cannot open {scheme}:// with the settings given (storage options, remotes, "
+            f"fsspec configuration, environment): {cause}"
+        ) from None
 
 
 def resolve(
@@ -230,13 +206,17 @@ def resolve(
     >>> resolve("memory://models/rf.mlem").uri
     'memory:///models/rf.mlem'
     """
-    if not isinstance(path, str) or "\x00" in path:
-        raise InvalidLinkError(f"not a valid path: {path!r}")
+    if not isinstance(path, str) or not path or "\x00" in path:
+        raise InvalidLinkError(f"not a valid path: {_short(path)}")
     if repo is not None:
         repo_loc = resolve(repo, storage_options=storage_options, like=like)
         scheme, _ = split_scheme(path)
         if scheme is None and not path.startswith("/"):
-            loc = repo_loc.sibling(join(repo_loc.fullpath, path), repo=repo_loc.fullpath)
+            full = join(repo_loc.fullpath, path)
+            plain = join(repo_loc.fullpath, unquote(path).replace("\\", "/"))
+            if not (is_inside(full, repo_loc.fullpath) and is_inside(plain, repo_loc.fullpath)):
+                raise InvalidLinkError(f"{_short(path)} leaves repo {repo_loc.uri}")
+            loc = repo_loc.sibling(full, repo=repo_loc.fullpath)
         else:
             loc = resolve(path, storage_options=storage_options, like=repo_loc)
             if not (loc.same_storage(repo_loc) and is_inside(loc.fullpath, repo_loc.fullpath)):
@@ -244,6 +224,7 @@ def resolve(
             loc._repo = repo_loc.fullpath
         return at_revision(loc, rev) if rev is not None else loc
 
+    refuse_secrets(path)
     scheme, uri = split_scheme(path)
     if scheme is None:
         scheme, fullpath = "file", os.path.abspath(os.path.expanduser(path))
@@ -255,6 +236,11 @@ def resolve(
             fullpath = os.path.abspath(fullpath)
     loc = Location(fs, fullpath, scheme)
     return at_revision(loc, rev) if rev is not None else loc
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 200 else text[:196] + "...'"
 
 
 def _filesystem_for(
@@ -275,9 +261,7 @@ def _filesystem_for(
         and top_of(scheme, like.fs._strip_protocol(uri)) == like.bucket
     ):
         return like.fs
-    from mlemremote._remotes import Remotes, current
-
-    remote = (current() or Remotes()).match(uri)
+    remote = (current_remotes() or Remotes()).match(uri)
     if remote is not None:
         return filesystem(scheme, remote.storage_options())
     if like is not None and same_protocol:
@@ -297,8 +281,6 @@ def at_revision(loc: Location, rev: str) -> Location:
     if not isinstance(rev, str) or not rev:
         raise RevisionNotFound(f"rev must be a non-empty string, not {rev!r}")
     if not loc.is_local:
-        from mlemremote._stores import store_for
-
         store_for(loc).check_versions(loc)
         return Location(loc.fs, loc.fullpath, loc.scheme, repo=loc._repo, rev=rev)
     try:
@@ -332,15 +314,6 @@ def at_revision(loc: Location, rev: str) -> Location:
 
 
 # -- repo lookup -----------------------------------------------------------------------
-def repo_from_path(fullpath: str) -> str | None:
-    """The repo root named by a `.mlem/` component of the path itself (no request)."""
-    parts = fullpath.split("/")
-    if MLEM_DIR in parts[:-1]:
-        index = len(parts) - 2 - parts[-2::-1].index(MLEM_DIR)
-        return "/".join(parts[:index]) or ("/" if fullpath.startswith("/") else "")
-    return None
-
-
 # Repo probes made during one API call, so that the source and the target of a link,
 # which often share their upper folders, do not ask for the same config.yaml twice; with
 # concurrent workers (load_many) one probe is in flight per folder, the others wait for it.
@@ -378,9 +351,9 @@ def single_flight(cache: dict[str, Future[T]] | None, key: str, compute: Callabl
     return future.result()
 
 
-def _is_repo_root(loc: Location, folder: str) -> bool:
-    from mlemremote._stores import read_bytes
-
+def is_repo_root(loc: Location, folder: str) -> bool:
+    """Does `folder` (on `loc`'s filesystem) hold `.mlem/config.yaml`? One GET per folder
+    and call."""
     config = loc.sibling(join(folder, MLEM_DIR, CONFIG_FILE), repo=None)
     key = f"{config}|{id(loc.fs)}"
     return single_flight(_probes.get(), key, lambda: read_bytes(config) is not None)
@@ -395,7 +368,7 @@ def _find_repo(loc: Location) -> str | None:
     if folder.endswith(MLEM_EXT):  # a metafile: its folder is the first candidate
         folder = posixpath.dirname(folder)
     while True:
-        if _is_repo_root(loc, folder):
+        if is_repo_root(loc, folder):
             return folder
         if folder in (top, "", "/") or not is_inside(folder, top):
             return None
@@ -403,3 +376,15 @@ def _find_repo(loc: Location) -> str | None:
         if parent == folder:
             return None
         folder = parent
+
+
+def anchor_remotes(loc: Location) -> None:
+    """Make `loc`'s repo (when known without a request) the one whose remotes apply in
+    this call's scope (the first one named wins)."""
+    remotes = current_remotes()
+    if remotes is None or remotes.repo_config is not None:
+        return
+    repo = loc._repo if loc._repo is not _UNKNOWN else repo_from_path(loc.fullpath)
+    if repo is not None:
+        config = loc.sibling(join(repo, MLEM_DIR, CONFIG_FILE), repo=None)
+        remotes.repo_config = (lambda: read_bytes(config), str(config))

@@ -1,8 +1,13 @@
 """Keep credentials out of messages and logs.
 
-Every `MlemError` message passes through `redact`: well-known secret parameters
-(AccountKey=, sig=, X-Amz-Signature=, ...) are masked, and so is every value that was
-handed to a filesystem under a secret-looking option name (registered by `remember`).
+Every `MlemError` message passes through `redact`: URL userinfo (`user:pw@`), well-known
+secret parameters (AccountKey=, sig=, X-Amz-Signature=, token=, ...), bearer tokens, and
+every value that was handed to a filesystem under a secret-looking option name
+(registered by `remember`) are masked. A registered value is masked only where it stands
+as a whole token, so that a short secret such as `test` never turns `latest` into `la***`.
+
+>>> redact("https://bob:hunter2@host/x?sig=abc&v=1")
+'https://***@host/x?sig=***&v=1'
 """
 
 from __future__ import annotations
@@ -13,11 +18,21 @@ from collections.abc import Mapping
 from typing import Any
 
 MASK = "***"
+# Anywhere: names that only ever carry secrets.
 _PARAMS = re.compile(
-    r"(?i)\b(AccountKey|SharedAccessSignature|SharedAccessKey|sig|X-Amz-Signature|"
-    r"X-Amz-Credential|X-Amz-Security-Token|Signature|AWSAccessKeyId|access_token|"
-    r"client_secret|password)=([^;&\s\"'<>]+)"
+    r"(?i)\b(AccountKey|SharedAccessSignature|SharedAccessKey|X-Amz-Signature|"
+    r"X-Amz-Credential|X-Amz-Security-Token|X-Goog-Signature|X-Goog-Credential|"
+    r"AWSAccessKeyId|access_token|refresh_token|id_token|client_secret|password|passwd)"
+    r"=([^;&\s\"'<>]+)"
 )
+# In a query string only: generic names that are secrets there (and plain words elsewhere).
+_QUERY = re.compile(
+    r"(?i)([?&;](?:sig|signature|token|key|apikey|api_key|secret|credential|auth|code|"
+    r"sas)=)([^;&#\s\"'<>]+)"
+)
+_USERINFO_HTTP = re.compile(r"(?i)\b(https?://)[^/\s@?#]+@")
+_USERINFO_WITH_PASSWORD = re.compile(r"(://)[^/\s@:?#]+:[^/\s@?#]+@")
+_BEARER = re.compile(r"(?i)\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]{8,}")
 _SECRET_ENV = (
     "AWS_SECRET_ACCESS_KEY",
     "AWS_SESSION_TOKEN",
@@ -25,6 +40,7 @@ _SECRET_ENV = (
     "AZURE_STORAGE_KEY",
     "AZURE_STORAGE_SAS_TOKEN",
     "AZURE_CLIENT_SECRET",
+    "GOOGLE_OAUTH_ACCESS_TOKEN",
 )
 _SECRET_WORDS = ("secret", "password", "key", "token", "credential", "connection_string", "sas")
 _known: set[str] = set()
@@ -44,15 +60,26 @@ def remember(options: Mapping[str, Any] | None) -> None:
             isinstance(value, str)
             and is_secret_name(str(name))
             and len(value) >= 4
-            and value not in ("anon", "true", "false")
+            and value not in ("anon", "true", "false", "google_default", "cloud", "cache")
         ):
             _known.add(value)
+            for part in value.split(";"):  # a connection string's own AccountKey, ...
+                _, sep, inner = part.partition("=")
+                if sep and len(inner) >= 8:
+                    _known.add(inner)
 
 
 def redact(text: str) -> str:
+    text = _USERINFO_HTTP.sub(rf"\1{MASK}@", text)
+    text = _USERINFO_WITH_PASSWORD.sub(rf"\1{MASK}@", text)
     text = _PARAMS.sub(lambda m: f"{m.group(1)}={MASK}", text)
+    text = _QUERY.sub(lambda m: f"{m.group(1)}{MASK}", text)
+    text = _BEARER.sub(lambda m: f"{m.group(1)} {MASK}", text)
     secrets = set(_known)
     secrets.update(os.environ[v] for v in _SECRET_ENV if len(os.environ.get(v, "")) >= 4)
     for secret in sorted(secrets, key=len, reverse=True):
-        text = text.replace(secret, MASK)
+        if secret in text:
+            # Only where it stands alone: not inside a longer word or token.
+            pattern = rf"(?<![A-Za-z0-9]){re.escape(secret)}(?![A-Za-z0-9])"
+            text = re.sub(pattern, MASK, text)
     return text

@@ -23,20 +23,16 @@ links, which other teams write), and only when a link leaves the caller's bucket
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import yaml
-
+from mlemremote import _yaml
 from mlemremote._redact import is_secret_name
 from mlemremote.core.errors import RemoteConfigError
-
-if TYPE_CHECKING:
-    from mlemremote._location import Location
 
 USER_CONFIG_ENV = "MLEMREMOTE_CONFIG"
 ALLOWED_IN_REPO = {("token", "anon")}  # gcsfs's anonymous access is not a secret
@@ -128,10 +124,7 @@ def user_remotes() -> list[Remote]:
         return []
     except (OSError, UnicodeDecodeError) as exc:
         raise RemoteConfigError(f"cannot read {path}: {exc}") from exc
-    try:
-        content = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise RemoteConfigError(f"{path}: malformed YAML: {exc}") from exc
+    content = _yaml.load(text.encode(), str(path))
     return parse_remotes(content, str(path), shared=False)
 
 
@@ -141,7 +134,8 @@ class Remotes:
 
     def __init__(self) -> None:
         self.user = user_remotes()
-        self.anchor: Location | None = None  # the caller's repo root
+        # The caller's repo config: how to read it (one GET) and its name for messages.
+        self.repo_config: tuple[Callable[[], bytes | None], str] | None = None
         self._repo: list[Remote] | None = None
 
     def match(self, uri: str) -> Remote | None:
@@ -164,24 +158,13 @@ class Remotes:
         return Remote(names, chosen[-1].url, options, env, origin)
 
     def _repo_remotes(self) -> list[Remote]:
-        if self.anchor is None:
-            return []
+        if self.repo_config is None:
+            return []  # no repo named (yet)
         if self._repo is None:
-            self._repo = []
-            if self.anchor is not None:
-                from mlemremote._location import CONFIG_FILE, MLEM_DIR, join
-                from mlemremote._stores import read_bytes
-
-                config = self.anchor.sibling(
-                    join(self.anchor.fullpath, MLEM_DIR, CONFIG_FILE), repo=None
-                )
-                data = read_bytes(config)
-                if data:
-                    try:
-                        content = yaml.safe_load(data)
-                    except yaml.YAMLError as exc:
-                        raise RemoteConfigError(f"{config}: malformed YAML: {exc}") from exc
-                    self._repo = parse_remotes(content, str(config), shared=True)
+            read, origin = self.repo_config
+            data = read()
+            content = _yaml.load(data, origin) if data else None
+            self._repo = parse_remotes(content, origin, shared=True)
         return self._repo
 
 
@@ -205,16 +188,3 @@ def remotes_scope() -> Iterator[Remotes]:
 
 def current() -> Remotes | None:
     return _current.get()
-
-
-def anchor_remotes(loc: Location) -> None:
-    """Make `loc`'s repo (when known without a request) the one whose remotes apply in
-    this call's scope (the first one named wins)."""
-    from mlemremote._location import _UNKNOWN, repo_from_path
-
-    remotes = _current.get()
-    if remotes is None or remotes.anchor is not None:
-        return
-    repo = loc._repo if loc._repo is not _UNKNOWN else repo_from_path(loc.fullpath)
-    if repo is not None:
-        remotes.anchor = loc.sibling(repo, repo=repo)

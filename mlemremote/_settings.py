@@ -9,6 +9,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from mlemremote.core.errors import SettingsError
+
 # Schemes a link may name. http(s) is left out so that a link written by someone else
 # cannot make us fetch arbitrary URLs (e.g. a cloud metadata endpoint); add it with
 # configure(link_schemes=...) when you trust the links you read.
@@ -20,27 +22,66 @@ class Settings:
     """What `configure()` sets. Defaults come from `MLEMREMOTE_*` environment variables."""
 
     retry_attempts: int = 5  # tries of one request, the first included
-    retry_max_seconds: float = 60.0  # total time one request may spend retrying
+    retry_max_seconds: float = 60.0  # the time budget of one call: retries and slow bodies
     retry_initial_wait: float = 0.2  # first backoff; doubles, with full jitter
     retry_max_wait: float = 10.0  # longest single backoff
     max_metafile_bytes: int = 1 << 20  # larger metafiles are refused, not read
     link_schemes: frozenset[str] = DEFAULT_LINK_SCHEMES
     # A link stored on a remote backend may name a local path (or file://) only if True.
     allow_local_links: bool = False
+    # Hosts a link read over http(s) may lead to besides its own origin (exact names or
+    # IP addresses). Link-local and cloud metadata addresses are refused unless named here.
+    allowed_hosts: frozenset[str] = frozenset()
+
+
+_ENV = {
+    "retry_attempts": "MLEMREMOTE_RETRY_ATTEMPTS",
+    "retry_max_seconds": "MLEMREMOTE_RETRY_MAX_SECONDS",
+    "max_metafile_bytes": "MLEMREMOTE_MAX_METAFILE_BYTES",
+}
 
 
 def _from_env() -> Settings:
-    env = os.environ
-    defaults = Settings()
-    return Settings(
-        retry_attempts=int(env.get("MLEMREMOTE_RETRY_ATTEMPTS", defaults.retry_attempts)),
-        retry_max_seconds=float(
-            env.get("MLEMREMOTE_RETRY_MAX_SECONDS", defaults.retry_max_seconds)
-        ),
-        max_metafile_bytes=int(
-            env.get("MLEMREMOTE_MAX_METAFILE_BYTES", defaults.max_metafile_bytes)
-        ),
-    )
+    found: dict[str, Any] = {}
+    for name, variable in _ENV.items():
+        if variable in os.environ:
+            kind = type(getattr(Settings(), name))
+            try:
+                found[name] = kind(os.environ[variable])
+            except ValueError:
+                continue  # a bad value in the environment: the default stands
+    try:
+        return _checked(dataclasses.replace(Settings(), **found))
+    except SettingsError:
+        return Settings()
+
+
+def _checked(settings: Settings) -> Settings:
+    """`settings` if every value has its type and range; `SettingsError` otherwise."""
+    numbers = {
+        "retry_attempts": (int, 1),
+        "max_metafile_bytes": (int, 1),
+        "retry_max_seconds": (float, 0),
+        "retry_initial_wait": (float, 0),
+        "retry_max_wait": (float, 0),
+    }
+    for name, (kind, least) in numbers.items():
+        value = getattr(settings, name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise SettingsError(f"{name} must be a number, not {type(value).__name__}")
+        if kind is int and not isinstance(value, int):
+            raise SettingsError(f"{name} must be a whole number, not {value!r}")
+        if not value >= least or value != value or value == float("inf"):
+            raise SettingsError(f"{name} must be at least {least} and finite, not {value!r}")
+    if settings.retry_max_seconds <= 0:
+        raise SettingsError("retry_max_seconds must be more than 0")
+    if not isinstance(settings.allow_local_links, bool):
+        raise SettingsError("allow_local_links must be True or False")
+    for name in ("link_schemes", "allowed_hosts"):
+        values = getattr(settings, name)
+        if not all(isinstance(v, str) for v in values):
+            raise SettingsError(f"{name} must be a collection of strings")
+    return settings
 
 
 _current = _from_env()
@@ -59,12 +100,16 @@ def configure(**changes: Any) -> Settings:
     """
     global _current
     previous = _current
-    if "link_schemes" in changes:
-        changes["link_schemes"] = frozenset(changes["link_schemes"])
-    _current = dataclasses.replace(_current, **changes)
-    if _current.retry_attempts < 1 or _current.max_metafile_bytes < 1:
-        _current = previous
-        raise ValueError("retry_attempts and max_metafile_bytes must be at least 1")
+    unknown = set(changes) - {f.name for f in dataclasses.fields(Settings)}
+    if unknown:
+        raise SettingsError(f"unknown settings: {', '.join(sorted(map(str, unknown)))}")
+    for name in ("link_schemes", "allowed_hosts"):
+        if name in changes:
+            value = changes[name]
+            if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+                raise SettingsError(f"{name} must be a collection of strings, not {value!r}")
+            changes[name] = frozenset(v.lower() if isinstance(v, str) else v for v in value)
+    _current = _checked(dataclasses.replace(_current, **changes))
     return previous
 
 

@@ -14,52 +14,42 @@
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from typing import Any, TypeVar
+from collections.abc import Mapping, Sequence
+from typing import Any
 
-from mlemremote import _bulk, _links
+from mlemremote import _bulk, _history, _links
+from mlemremote._boundary import public, public_bulk
 from mlemremote._bulk import CheckResult
-from mlemremote._links import HistoryEntry
-from mlemremote._location import (
-    CONFIG_FILE,
-    MLEM_DIR,
-    join,
-    resolve,
-    shared_repo_probes,
-)
-from mlemremote._remotes import anchor_remotes, remotes_scope
-from mlemremote._settings import Settings, configure, configured
+from mlemremote._history import HistoryEntry
+from mlemremote._location import anchor_remotes, resolve
+from mlemremote._paths import CONFIG_FILE, MLEM_DIR, join
+from mlemremote._settings import Settings, configured
+from mlemremote._settings import configure as _configure
 from mlemremote._stores import Expect, WriteConflict, store_for
 from mlemremote.core.errors import (
     InvalidLinkError,
     MlemError,
     MlemObjectNotSavedError,
+    StorageError,
 )
-from mlemremote.core.objects import MlemLink, MlemObject
+from mlemremote.core.objects import MlemLink, MlemObject, build
 
 StorageOptions = Mapping[str, Any]
-F = TypeVar("F", bound=Callable[..., Any])
 
 
-@contextmanager
-def _call_scope() -> Iterator[None]:
-    """One API call (or one CLI command): repo probes are shared, remotes read once."""
-    with shared_repo_probes(), remotes_scope():
-        yield
+@public
+def configure(**changes: Any) -> Settings:
+    """Change settings for this process; returns the previous ones. Unknown names and
+    values out of range raise `SettingsError`.
+
+    >>> from mlemremote.api import configure
+    >>> previous = configure(retry_attempts=3, max_metafile_bytes=64 * 1024)
+    >>> _ = configure(**previous.__dict__)
+    """
+    return _configure(**changes)
 
 
-def _api_call(func: F) -> F:
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        with _call_scope():
-            return func(*args, **kwargs)
-
-    return wrapper  # type: ignore[return-value]
-
-
-@_api_call
+@public_bulk
 def load_many(
     paths: Sequence[str],
     repo: str | None = None,
@@ -91,7 +81,7 @@ def load_many(
     )
 
 
-@_api_call
+@public_bulk
 def check(
     repo_or_prefix: str,
     *,
@@ -118,7 +108,7 @@ def check(
     return list(found.results)
 
 
-@_api_call
+@public
 def load_meta(
     path: str,
     repo: str | None = None,
@@ -145,11 +135,11 @@ def load_meta(
     loc = resolve(path, repo, rev, storage_options=storage_options)
     anchor_remotes(loc)
     return _links.load(
-        loc, repo_given=repo is not None, follow_links=follow_links, force_type=force_type
+        loc, build, repo_given=repo is not None, follow_links=follow_links, force_type=force_type
     )
 
 
-@_api_call
+@public
 def link(
     source: str | MlemObject,
     source_repo: str | None = None,
@@ -184,6 +174,7 @@ def link(
     >>> link(os.path.join(folder, "models", "rf"), target=os.path.join(folder, "latest")).path
     './models/rf.mlem'
     """
+    _links.check_expected(expected)  # before anything is read or written
     if pin and rev is not None:
         raise InvalidLinkError("give rev= or pin=True, not both")
     if target_repo is not None:  # the alias's repo: its remotes reach the source
@@ -194,13 +185,13 @@ def link(
             raise MlemObjectNotSavedError("cannot link to an object that is not saved")
         meta = source
         if follow_links and isinstance(meta, MlemLink):
-            meta, _ = _links.walk(meta)
+            meta, _ = _links.walk(meta, build)
     else:
         meta = load_meta(source, source_repo, rev, follow_links, storage_options=storage_options)
     if isinstance(meta, MlemLink):
         # Linking a link: it must resolve, and not through the target (that would be a cycle).
-        _, chain = _links.walk(meta)
-    new_link = _links.link_to(meta, _links.pinned_location(meta) if pin else None)
+        _, chain = _links.walk(meta, build)
+    new_link = meta._link_at(_links.pinned_location(meta) if pin else meta.location)
     if target is None:
         return new_link
     target_loc = _links.target_location(
@@ -210,11 +201,11 @@ def link(
         raise InvalidLinkError(
             f"linking {target_loc} to {meta.location} would make a cycle: " + " -> ".join(chain)
         )
-    _links.write_link(new_link, target_loc, absolute=absolute, expected=expected)
+    _links.write_link(new_link, target_loc, build, absolute=absolute, expected=expected)
     return new_link
 
 
-@_api_call
+@public
 def init(path: str = ".", *, storage_options: StorageOptions | None = None) -> None:
     """Make `path` a repo: create `<path>/.mlem/config.yaml` (empty) unless it exists.
 
@@ -235,7 +226,10 @@ def init(path: str = ".", *, storage_options: StorageOptions | None = None) -> N
     try:
         store.write(config, b"", Expect.ABSENT)
     except WriteConflict:
-        return  # another process made it a repo in the meantime
+        # Another process made it a repo in the meantime, or something that is not a
+        # file is in the way: only the first is a success.
+        if store.read(config) is None:
+            raise StorageError(f"cannot create {config}: something else is there") from None
 
 
 __all__ = [
@@ -254,14 +248,17 @@ __all__ = [
 ]
 
 
-@_api_call
+@public
 def history(
     path: str, repo: str | None = None, *, storage_options: StorageOptions | None = None
-) -> list[HistoryEntry]:
-    """Where the alias `path` (in `repo`) pointed over time, newest first.
+) -> list[HistoryEntry[MlemLink]]:
+    """Where the alias `path` (in `repo`) pointed over time, newest first; the first
+    entry always describes the alias as it is now.
 
     From the bucket's object versions where it keeps them (versioned S3 and GCS buckets);
-    elsewhere from the append-only log under `<repo>/.mlem/history/`, one object per move.
+    elsewhere from the append-only log under `<repo>/.mlem/history/`, one object per move,
+    checked against the alias itself: a move that no entry records (made by MLEM or
+    another tool, or by a writer killed before it logged) is shown with `recorded=False`.
 
     >>> import tempfile
     >>> from mlemremote import MlemModel, init, link
@@ -274,23 +271,39 @@ def history(
     >>> [entry.link.path for entry in history("latest", repo=repo)]
     ['v2.mlem', 'v1.mlem']
     """
+    current = _current_alias(path, repo, storage_options)
+    return _history_of(current)
+
+
+def _current_alias(path: str, repo: str | None, storage_options: StorageOptions | None) -> MlemLink:
     current = load_meta(path, repo, follow_links=False, storage_options=storage_options)
     if not isinstance(current, MlemLink):
         raise InvalidLinkError(f"{current.location} is a {current.object_type}, not a link")
-    return _links.history_of(current.loc)
+    return current
 
 
-@_api_call
+def _history_of(current: MlemLink) -> list[HistoryEntry[MlemLink]]:
+    def build_link(content: Mapping[str, Any], uri: str) -> MlemLink:
+        obj = build(content, uri)
+        if not isinstance(obj, MlemLink):
+            raise InvalidLinkError(f"{uri}: records a {obj.object_type}, not a link")
+        return obj
+
+    return _history.history_of(current, current._modified, current.loc, build_link)
+
+
+@public
 def rollback(
     path: str,
     repo: str | None = None,
-    to: int | HistoryEntry = 1,
+    to: int | HistoryEntry[MlemLink] | None = None,
     *,
     storage_options: StorageOptions | None = None,
 ) -> MlemLink:
-    """Move the alias back to an earlier target: `to` is an index into `history()`
-    (1, the default, is the previous target) or one of its entries. The move is a
-    compare-and-swap against the alias as read here (`AliasChangedError` if it moved).
+    """Move the alias back to an earlier target, with compare-and-swap against the alias
+    as read here (`AliasChangedError` if it moved meanwhile). By default it goes to the
+    newest entry of `history()` whose target differs from the current one; `to` may
+    name an index into `history()` or one of its entries instead.
 
     >>> import tempfile
     >>> from mlemremote import MlemModel, init, link, load_meta
@@ -305,19 +318,25 @@ def rollback(
     >>> load_meta("latest", repo=repo).model_type
     {'name': 'v1'}
     """
-    current = load_meta(path, repo, follow_links=False, storage_options=storage_options)
-    if not isinstance(current, MlemLink):
-        raise InvalidLinkError(f"{current.location} is a {current.object_type}, not a link")
-    if isinstance(to, int):
-        entries = _links.history_of(current.loc)
-        if not 0 <= to < len(entries):
-            raise InvalidLinkError(f"{current.location} has {len(entries)} history entries")
-        entry = entries[to]
-    else:
+    current = _current_alias(path, repo, storage_options)
+    if isinstance(to, HistoryEntry):
         entry = to
+    else:
+        entries = _history_of(current)
+        if to is None:
+            earlier = [e for e in entries[1:] if not e.same_target(entries[0])]
+            if not earlier:
+                raise InvalidLinkError(f"{current.location} has no earlier target to go back to")
+            entry = earlier[0]
+        elif isinstance(to, int) and not isinstance(to, bool) and 0 <= to < len(entries):
+            entry = entries[to]
+        else:
+            raise InvalidLinkError(
+                f"to= must be an index below {len(entries)} into history(), or an entry of it"
+            )
     previous = entry.link.model_copy()
     previous._location = current.loc
-    _links.walk(previous)  # the old target must still resolve
+    _links.walk(previous, build)  # the old target must still resolve, from here
     previous._location = None
-    _links.write_link(previous, current.loc, expected=current)
+    _links.write_link(previous, current.loc, build, expected=current)
     return previous

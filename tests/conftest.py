@@ -210,7 +210,7 @@ def git(folder: str, *args: str) -> str:
 @pytest.fixture
 def reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Every file read (one request each) made through mlemremote's stores, by URI."""
-    from mlemremote import _links, _stores, api
+    from mlemremote import _bulk, _history, _links, _location, _stores, api
 
     seen: list[str] = []
     original = _stores.store_for
@@ -233,7 +233,7 @@ def reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     def counting_store_for(loc: Any) -> Any:
         return Counting(original(loc))
 
-    for module in (_stores, _links, api):
+    for module in (_stores, _links, _history, _location, _bulk, api):
         monkeypatch.setattr(module, "store_for", counting_store_for)
     return seen
 

@@ -11,14 +11,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from mlemremote._redact import redact
+
 
 class MlemError(Exception):
-    """Base class of every error this library raises on purpose. Its message never holds
-    credentials: known secret values and parameters are masked."""
+    """Base class of every error a public call raises. Its message never holds
+    credentials (known secret values, URL userinfo and signature parameters are masked)
+    and never quotes a file's content. `.original` is the foreign exception behind it, if
+    any, as it was raised: kept for debugging, never printed by this library, and never
+    in the cause chain (a traceback shows only redacted messages)."""
+
+    original: BaseException | None = None
 
     def __init__(self, *args: object) -> None:
-        from mlemremote._redact import redact
-
         super().__init__(*(redact(a) if isinstance(a, str) else a for a in args))
 
 
@@ -73,6 +78,16 @@ class InvalidLinkError(MlemError):
     """A link (or a link target) is not acceptable: it escapes its repo, names a folder, ..."""
 
 
+class HostNotAllowedError(InvalidLinkError):
+    """A URL leads to a host that is not allowed: another origin than the one the read
+    started from, or a link-local, private or cloud metadata address."""
+
+
+class SecretInURLError(InvalidLinkError):
+    """A URL carries credentials (``user:password@``, ``?sig=``, ``X-Amz-Signature``, a
+    token): they belong in storage options or remotes, never in a link."""
+
+
 class DeserializationError(MlemError):
     """A metafile is not valid: malformed YAML, unknown `object_type`, missing fields."""
 
@@ -105,4 +120,24 @@ class StorageError(MlemError):
     """The storage backend failed (permission denied, missing bucket, server error, or
     transient faults past the retry budget). `.original` is the backend's exception."""
 
-    original: BaseException | None = None
+
+class BucketNotFoundError(StorageError):
+    """The bucket or container of a location does not exist."""
+
+
+class NotAFileError(StorageError):
+    """A metafile's name holds something that is not a regular file (a folder, a FIFO, a
+    socket, a device): it is never opened for reading or replaced."""
+
+
+class TimeBudgetError(StorageError):
+    """A call ran out of its time budget (`retry_max_seconds`), slow bodies included."""
+
+
+class SettingsError(MlemError):
+    """`configure()` was given an unknown setting or a value out of range."""
+
+
+class UnexpectedError(MlemError):
+    """Something failed that no rule of this library expected; `.original` holds it.
+    Public calls raise this instead of letting a foreign exception escape."""

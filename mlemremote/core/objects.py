@@ -12,17 +12,17 @@ path: models/rf.mlem
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Union
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Annotated, Any, ClassVar, Literal, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, TypeAdapter, ValidationError
 
+from mlemremote import _links, _yaml
+from mlemremote._boundary import public
+from mlemremote._location import Location
 from mlemremote.core.errors import DeserializationError, MlemObjectNotSavedError
-
-if TYPE_CHECKING:
-    from collections.abc import Mapping
-
-    from mlemremote._location import Location
 
 
 class MlemObject(BaseModel):
@@ -37,6 +37,15 @@ class MlemObject(BaseModel):
     # backend's version id of that content (S3 VersionId, GCS generation), if any.
     _token: str | None = PrivateAttr(default=None)
     _version: str | None = PrivateAttr(default=None)
+    _modified: datetime | None = PrivateAttr(default=None)  # when it was written, if known
+
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            raise DeserializationError(
+                f"invalid {type(self).__name__}: {_problems(exc, skip=0)}"
+            ) from None
 
     # -- where it lives ----------------------------------------------------------------
     @property
@@ -71,6 +80,7 @@ class MlemObject(BaseModel):
         return yaml.safe_dump(self.to_dict(), sort_keys=True, default_flow_style=False)
 
     # -- saving ------------------------------------------------------------------------
+    @public
     def dump(
         self,
         path: str,
@@ -88,14 +98,13 @@ class MlemObject(BaseModel):
         >>> MlemModel(model_type={"type": "sklearn"}).dump(os.path.join(folder, "rf")).uri[-8:]
         '/rf.mlem'
         """
-        from mlemremote import _links
-
         target = _links.target_location(
             path, repo, external, self.type_folder, storage_options=storage_options
         )
         _links.write_object(self, target)
         return target
 
+    @public
     def make_link(
         self,
         path: str | None = None,
@@ -115,11 +124,24 @@ class MlemObject(BaseModel):
         >>> model.make_link(os.path.join(folder, "latest")).path
         './rf.mlem'
         """
-        from mlemremote import _links
-
-        link = _links.link_to(self)
+        link = self._link_at(self.location)
         if path is not None:
             link.dump(path, repo, external, absolute=absolute, storage_options=storage_options)
+        return link
+
+    def _link_at(self, src: Location | None) -> MlemLink:
+        """An unsaved link to this saved object at `src` (its location, or a pinned
+        version of it), in its absolute form."""
+        if src is None:
+            raise MlemObjectNotSavedError("cannot link to an object that is not saved")
+        fields = _links.absolute_fields(src)
+        link = MlemLink(
+            link_type=self.resolved_type,
+            path=fields["path"],
+            repo=fields.get("repo"),
+            rev=fields.get("rev"),
+        )
+        link._points_to = src
         return link
 
 
@@ -178,6 +200,7 @@ class MlemLink(MlemObject):
     def resolved_type(self) -> str:
         return self.link_type
 
+    @public
     def dump(
         self,
         path: str,
@@ -197,14 +220,13 @@ class MlemLink(MlemObject):
         >>> MlemLink(path="s3://b/m.mlem", link_type="model").dump(folder + "/l").uri[-7:]
         '/l.mlem'
         """
-        from mlemremote import _links
-
         target = _links.target_location(
             path, repo, external, self.type_folder, storage_options=storage_options
         )
-        _links.write_link(self, target, absolute=absolute)
+        _links.write_link(self, target, build, absolute=absolute)
         return target
 
+    @public
     def load_link(
         self, follow_links: bool = True, force_type: type[MlemObject] | None = None
     ) -> MlemObject:
@@ -217,9 +239,7 @@ class MlemLink(MlemObject):
         >>> link(os.path.join(folder, "rf"), target=os.path.join(folder, "l")).load_link()
         MlemModel(object_type='model', artifacts=None, model_type=None, requirements=None)
         """
-        from mlemremote import _links
-
-        return _links.follow(self, follow_links=follow_links, force_type=force_type)
+        return _links.follow(self, build, follow_links=follow_links, force_type=force_type)
 
 
 AnyMlemObject = Annotated[
@@ -228,64 +248,47 @@ AnyMlemObject = Annotated[
 ]
 _ADAPTER: TypeAdapter[MlemObject] = TypeAdapter(AnyMlemObject)
 OBJECT_TYPES = ("model", "dataset", "data", "link", "env", "deployment", "packager")
-TYPE_FOLDERS = ("link", "model", "dataset", "env", "deployment", "packager")
 
 
-class _StrictLoader(yaml.SafeLoader):
-    """`yaml.SafeLoader` without aliases: metafiles never need them, and an alias bomb
-    would expand exponentially in validation (MLEM never writes them)."""
-
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        if self.check_event(yaml.AliasEvent):
-            event = self.peek_event()  # type: ignore[no-untyped-call]
-            raise yaml.composer.ComposerError(
-                None, None, "YAML aliases (*name) are not allowed in metafiles", event.start_mark
-            )
-        return super().compose_node(parent, index)
-
-
-_FAST_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
-def _safe_load(text: str) -> Any:
-    # Text without '&' or '*' cannot hold an anchor or alias: libyaml's C loader is then
-    # safe and several times faster (it matters for load_many); otherwise the strict one.
-    if "&" in text or "*" in text:
-        return yaml.load(text, Loader=_StrictLoader)
-    return yaml.load(text, Loader=_FAST_LOADER)
-
-
-def parse(data: bytes, uri: str) -> MlemObject:
-    """Build an object from a metafile's bytes; every problem names `uri`."""
-    try:
-        text = data.decode("utf-8")
-        content = _safe_load(text)
-    except UnicodeDecodeError as exc:
-        raise DeserializationError(f"{uri}: not UTF-8 text ({exc.reason})") from exc
-    except yaml.YAMLError as exc:
-        raise DeserializationError(f"{uri}: malformed YAML: {exc}") from exc
-    if not isinstance(content, dict):
+def build(content: Mapping[str, Any], uri: str) -> MlemObject:
+    """An object from a metafile's content (a mapping); every problem names `uri` and
+    none quotes what the file holds beyond a shortened `object_type`."""
+    if not isinstance(content, Mapping):
         raise DeserializationError(
             f"{uri}: a metafile must be a YAML mapping, not {type(content).__name__}"
         )
     object_type = content.get("object_type")
     if object_type not in OBJECT_TYPES:
         raise DeserializationError(
-            f"{uri}: unknown object_type {object_type!r} (expected one of {OBJECT_TYPES})"
+            f"{uri}: unknown object_type {_yaml.describe_value(object_type)} "
+            f"(expected one of {', '.join(OBJECT_TYPES)})"
         )
     try:
-        return _ADAPTER.validate_python(content)
+        return _ADAPTER.validate_python(dict(content))
+    except DeserializationError as exc:  # from MlemObject.__init__, which pydantic calls
+        raise DeserializationError(f"{uri}: {exc}") from None
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'][1:]) or 'object'}: {err['msg']}"
-            for err in exc.errors()
-        )
-        raise DeserializationError(f"{uri}: invalid {object_type} metafile: {problems}") from exc
+        raise DeserializationError(
+            f"{uri}: invalid {object_type} metafile: {_problems(exc)}"
+        ) from None
+    except (ValueError, TypeError, RecursionError) as exc:
+        raise DeserializationError(
+            f"{uri}: invalid {object_type} metafile ({type(exc).__name__})"
+        ) from None
 
 
-def type_folder(object_type: str) -> str:
-    """The `.mlem/<folder>/` of an object type (`data` and `dataset` share one)."""
-    return "dataset" if object_type == "data" else object_type
+def parse(data: bytes, uri: str) -> MlemObject:
+    """Build an object from a metafile's bytes; every problem names `uri`."""
+    return build(_yaml.load(data, uri), uri)
+
+
+def _problems(exc: ValidationError, skip: int = 1) -> str:
+    """Where the fields are wrong and how, never the values themselves (`skip`: the
+    leading parts of each error's location that name the union's member)."""
+    return "; ".join(
+        f"{'.'.join(str(p) for p in err['loc'][skip:]) or 'object'}: {err['msg']}"
+        for err in exc.errors(include_input=False, include_url=False)[:10]
+    )
 
 
 __all__ = [

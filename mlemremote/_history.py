@@ -1,0 +1,352 @@
+"""Where an alias pointed over time, and how that record is kept honest.
+
+Where the bucket keeps object versions (versioned S3 and GCS buckets), they are the
+history: every write of the alias, by whoever, is a version. Elsewhere each move appends
+one entry to `<repo>/.mlem/history/<alias>/`, written once and never rewritten, *after*
+the alias itself. An entry names the alias's token after the move (`token`), the one it
+replaced (`previous`), and what that replaced link said (`replaced`).
+
+Writers can be killed between the two writes, the log write can fail, and other tools
+(MLEM, `aws s3 cp`) move aliases without writing any log. So the log is never trusted to
+be complete: `history_of` starts from the alias as it is now and walks back through the
+entries by their tokens (not their clocks). When the current alias is not in the log, it
+comes first anyway, marked `recorded=False`; a state that only a later entry remembers
+(`replaced`) appears the same way. Entries are untrusted input: parsed like metafiles
+(safe loader without aliases, size cap) and skipped with a warning when bad.
+"""
+
+from __future__ import annotations
+
+import logging
+import posixpath
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Generic, Protocol, TypeVar
+
+import yaml
+
+from mlemremote import _yaml
+from mlemremote._foreign import is_missing, storage_error
+from mlemremote._location import Location, at_revision
+from mlemremote._paths import HISTORY_PREFIX, MLEM_DIR, join, relpath
+from mlemremote._redact import redact
+from mlemremote._stores import Blob, Expect, read_many, store_for
+from mlemremote.core.errors import MlemError, MlemRootNotFound
+
+logger = logging.getLogger("mlemremote")
+READ_CONCURRENCY = 32  # history entries (or versions) read at once
+
+
+class LinkLike(Protocol):
+    """What history needs of a link object (`core.objects.MlemLink` is one)."""
+
+    path: str
+    repo: str | None
+    rev: str | None
+    link_type: str
+
+    @property
+    def object_type(self) -> str: ...
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+
+L = TypeVar("L", bound=LinkLike)
+# Builds a link from a mapping read from a file (raises `MlemError` when it is not one).
+BuildLink = Callable[[Mapping[str, Any], str], L]
+
+
+@dataclass(frozen=True)
+class HistoryEntry(Generic[L]):
+    """One place an alias pointed to: when, the link as written, and its version.
+
+    `version` is the backend's version id (S3 VersionId, GCS generation) or, in the log,
+    the alias's token after that move. `recorded` is False for a state that no log entry
+    or version records (the current alias moved by another tool or by a writer that
+    stopped before logging, or a state only its successor remembers); `note` says which.
+    """
+
+    time: datetime | None
+    link: L
+    version: str | None
+    previous: str | None = None  # from the log: the token this move replaced
+    recorded: bool = True
+    note: str = ""
+
+    def same_target(self, other: HistoryEntry[L]) -> bool:
+        a, b = self.link, other.link
+        return (a.path, a.repo, a.rev, a.link_type) == (b.path, b.repo, b.rev, b.link_type)
+
+
+def history_folder(target: Location) -> Location | None:
+    """Where the append-only log of moves of the link at `target` lives (in its repo's
+    `.mlem/history/`), or None outside a repo."""
+    repo = target.repo
+    if repo is None:
+        return None
+    rel = relpath(target.fullpath, repo)
+    prefix = f"{MLEM_DIR}/link/"
+    key = "link/" + rel[len(prefix) :] if rel.startswith(prefix) else "external/" + rel
+    return target.sibling(join(repo, HISTORY_PREFIX, key), repo=repo)
+
+
+def log_move(
+    link: LinkLike,
+    target: Location,
+    *,
+    token: str | None,
+    version: str | None,
+    previous: str | None,
+    replaced: Mapping[str, Any] | None,
+) -> None:
+    """Append one entry for a move, where the bucket keeps no versions of its own.
+
+    Called after the alias was written: a failure here is logged, never raised (the
+    alias did move, and `history_of` shows it even without this entry).
+    """
+    try:
+        store = store_for(target)
+        if store.keeps_versions(target, version):
+            return
+        folder = history_folder(target)
+        if folder is None:
+            return
+        now = datetime.now(timezone.utc)
+        entry = {
+            "time": now.isoformat(),
+            "link": link.to_dict(),
+            "token": token,
+            "previous": previous,
+            "replaced": dict(replaced) if replaced is not None else None,
+        }
+        name = f"{now:%Y%m%dT%H%M%S%fZ}-{uuid.uuid4().hex[:12]}.yaml"
+        log = folder.sibling(join(folder.fullpath, name), repo=folder._repo)
+        data = yaml.safe_dump(entry, sort_keys=True, default_flow_style=False).encode()
+        store.write(log, data, Expect.ABSENT)  # never rewritten
+    except MlemError as exc:
+        logger.warning(redact(f"{target} moved, but its history entry could not be written: {exc}"))
+
+
+@dataclass(frozen=True)
+class _Logged:
+    time: datetime
+    link_content: Mapping[str, Any]
+    token: str | None
+    previous: str | None
+    replaced: Mapping[str, Any] | None
+    uri: str
+
+
+def history_of(
+    current: L, current_blob_time: datetime | None, target: Location, build: BuildLink[L]
+) -> list[HistoryEntry[L]]:
+    """The moves of the link at `target`, newest first; `current` is that link as just
+    read (with its token and version), and always comes first."""
+    store = store_for(target)
+    token: str | None = getattr(current, "_token", None)
+    version: str | None = getattr(current, "_version", None)
+    if store.versioned(target):
+        return _from_versions(current, version, current_blob_time, target, build)
+    folder = history_folder(target)
+    if folder is None:
+        raise MlemRootNotFound(
+            f"{target} is not in a repo and {store.describe(target)} keeps no versions: "
+            "there is no history"
+        )
+    logged = _read_log(folder)
+    return _reconcile(current, token, current_blob_time, logged, build)
+
+
+def _from_versions(
+    current: L, version: str | None, time: datetime | None, target: Location, build: BuildLink[L]
+) -> list[HistoryEntry[L]]:
+    store = store_for(target)
+    versions = [v for v in store.versions(target) if not v.deleted]
+    locs = [at_revision(target, v.version) for v in versions]
+    entries: list[HistoryEntry[L]] = []
+    for v, loc, blob in zip(versions, locs, _read_all(locs), strict=True):
+        if blob is None:
+            continue
+        link = _build_link(blob.data, str(loc), build)
+        if link is not None:
+            entries.append(HistoryEntry(v.time, link, v.version))
+    if version is not None and (not entries or entries[0].version != version):
+        # The alias moved between our read and the listing, or the listing lags: what
+        # we read is the current state, and it comes first.
+        entries = [e for e in entries if e.version != version]
+        entries.insert(0, HistoryEntry(time, _unsaved(current), version))
+    return entries
+
+
+def _reconcile(
+    current: L,
+    token: str | None,
+    time: datetime | None,
+    logged: list[_Logged],
+    build: BuildLink[L],
+) -> list[HistoryEntry[L]]:
+    """Follow the tokens back from the current alias; fill in what the log lacks."""
+    by_token: dict[str, _Logged] = {}
+    for entry in sorted(logged, key=lambda e: e.time):  # the newest of equal tokens wins
+        if entry.token is not None:
+            by_token[entry.token] = entry
+    remaining = sorted(logged, key=lambda e: e.time, reverse=True)
+    out: list[HistoryEntry[L]] = []
+    used: set[int] = set()
+
+    def take(entry: _Logged) -> bool:
+        link = _link_of(entry.link_content, entry.uri, build)
+        used.add(id(entry))
+        if link is None:
+            return False
+        out.append(HistoryEntry(entry.time, link, entry.token, entry.previous))
+        return True
+
+    step = by_token.get(token) if token is not None else None
+    if step is None:
+        out.append(
+            HistoryEntry(
+                time,
+                _unsaved(current),
+                token,
+                recorded=False,
+                note="the current link; no history entry records this move (another tool, "
+                "or a writer that stopped before logging it, moved the alias)",
+            )
+        )
+    while True:
+        while step is not None and id(step) not in used:
+            take(step)
+            if step.previous is None:
+                step = None
+                break
+            before = by_token.get(step.previous)
+            if before is None or id(before) in used:
+                if step.replaced is not None:
+                    link = _link_of(step.replaced, step.uri, build)
+                    if link is not None:
+                        out.append(
+                            HistoryEntry(
+                                None,
+                                link,
+                                step.previous,
+                                recorded=False,
+                                note="replaced by the next move; no history entry records "
+                                "how it got there",
+                            )
+                        )
+                step = None
+                break
+            step = before
+        rest = [e for e in remaining if id(e) not in used]
+        if not rest:
+            return out
+        step = rest[0]  # a break in the chain: continue with the newest entry left
+
+
+def _read_log(folder: Location) -> list[_Logged]:
+    names = sorted(posixpath.basename(p.rstrip("/")) for p in _list(folder) if p.endswith(".yaml"))
+    locs = [folder.sibling(join(folder.fullpath, name), repo=folder._repo) for name in names]
+    found: list[_Logged] = []
+    for loc, blob in zip(locs, _read_all(locs), strict=True):
+        if blob is None:
+            continue
+        entry = _parse_entry(blob.data, str(loc))
+        if entry is not None:
+            found.append(entry)
+    return found
+
+
+def _list(folder: Location) -> list[str]:
+    try:
+        folder.fs.invalidate_cache(folder.fullpath)
+        return [str(p) for p in folder.fs.ls(folder.fullpath, detail=False)]
+    except Exception as exc:
+        if is_missing(exc):
+            return []
+        raise storage_error(folder, "list", exc) from None
+
+
+def _read_all(locs: Sequence[Location]) -> list[Blob | None]:
+    """Read the files, gathered where the store allows it; a file that cannot be read
+    is skipped with a warning (as a bad entry is)."""
+    answers = read_many(locs, READ_CONCURRENCY)
+    out: list[Blob | None] = []
+    for index, loc in enumerate(locs):
+        answer = answers.get(index, _MISSING_ANSWER)
+        try:
+            if answer is _MISSING_ANSWER:
+                answer = store_for(loc).read(loc)
+            if isinstance(answer, MlemError):
+                raise answer
+        except MlemError as exc:
+            _skip(str(loc), str(exc))
+            answer = None
+        out.append(answer if isinstance(answer, Blob) else None)
+    return out
+
+
+_MISSING_ANSWER: Any = object()
+
+
+def _parse_entry(data: bytes, uri: str) -> _Logged | None:
+    try:
+        content = _yaml.load(data, uri)
+    except MlemError as exc:
+        _skip(uri, str(exc))
+        return None
+    if not isinstance(content, dict):
+        _skip(uri, "not a YAML mapping")
+        return None
+    link, raw_time = content.get("link"), content.get("time")
+    token, previous, replaced = (content.get(k) for k in ("token", "previous", "replaced"))
+    if not isinstance(link, dict) or not isinstance(raw_time, str):
+        _skip(uri, "'link' must be a mapping and 'time' a string")
+        return None
+    if not all(v is None or isinstance(v, str) for v in (token, previous)):
+        _skip(uri, "'token' and 'previous' must be strings")
+        return None
+    if replaced is not None and not isinstance(replaced, dict):
+        replaced = None
+    try:
+        time = datetime.fromisoformat(raw_time)
+    except ValueError:
+        _skip(uri, "'time' is not an ISO 8601 time")
+        return None
+    time = time if time.tzinfo else time.replace(tzinfo=timezone.utc)
+    return _Logged(time, link, token, previous, replaced, uri)
+
+
+def _link_of(content: Mapping[str, Any], uri: str, build: BuildLink[L]) -> L | None:
+    try:
+        link = build(content, uri)
+    except MlemError as exc:
+        _skip(uri, str(exc))
+        return None
+    if link.object_type != "link":
+        _skip(uri, f"it records a {link.object_type}, not a link")
+        return None
+    return link
+
+
+def _build_link(data: bytes, uri: str, build: BuildLink[L]) -> L | None:
+    try:
+        content = _yaml.load(data, uri)
+    except MlemError as exc:
+        _skip(uri, str(exc))
+        return None
+    if not isinstance(content, dict):
+        return None
+    return _link_of(content, uri, build)
+
+
+def _skip(uri: str, why: str) -> None:
+    logger.warning(redact(f"history: skipped {uri}: {why}"))
+
+
+def _unsaved(link: L) -> L:
+    copy: L = link.model_copy()  # type: ignore[attr-defined]
+    copy._location = None  # type: ignore[attr-defined]
+    return copy

@@ -1,0 +1,303 @@
+"""What every store shares: the read/write contract, retries and the call's time budget.
+
+A store reads a file in one request *with* the token that a conditional write needs,
+and writes whole files unconditionally, create-only or compare-and-swap. Transient faults
+are retried (tenacity) inside the call's time budget (`call_budget`); the size cap is
+checked while the bytes stream in, never after.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+from datetime import datetime
+from enum import Enum
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+import tenacity
+from fsspec.asyn import sync
+from fsspec.exceptions import FSTimeoutError
+
+from mlemremote._foreign import is_missing, is_transient, storage_error
+from mlemremote._redact import redact
+from mlemremote._settings import current as current_settings
+from mlemremote.core.errors import (
+    MetafileTooLargeError,
+    MlemError,
+    ReadOnlyLocationError,
+    RevisionNotSupportedError,
+    TimeBudgetError,
+)
+
+if TYPE_CHECKING:
+    from fsspec.spec import AbstractFileSystem
+
+logger = logging.getLogger("mlemremote")
+T = TypeVar("T")
+
+
+class Where(Protocol):
+    """What a store needs of a location (`mlemremote._location.Location` is one)."""
+
+    fs: AbstractFileSystem
+    fullpath: str
+    scheme: str
+    rev: str | None
+    git_root: str | None
+
+    @property
+    def read_only(self) -> bool: ...
+
+    def __str__(self) -> str: ...
+
+
+class Expect(Enum):
+    """What a write expects to find: anything, or nothing (create-only)."""
+
+    ANY = "any"
+    ABSENT = "absent"
+
+
+# A write's expectation: Expect.ANY, Expect.ABSENT, or the token of the current content.
+Expected = Expect | str
+
+
+class WriteConflict(MlemError):
+    """A conditional write found something other than what it expected."""
+
+
+@dataclass(frozen=True)
+class Blob:
+    """A file's bytes as read in one request."""
+
+    data: bytes
+    token: str  # what a compare-and-swap write compares against
+    version: str | None = None  # the backend's id of this version, where it keeps versions
+    modified: datetime | None = None  # when it was written, where the backend says
+
+
+@dataclass(frozen=True)
+class Written:
+    token: str | None
+    version: str | None = None
+
+
+@dataclass(frozen=True)
+class Version:
+    """One stored version of an object (newest first in `Store.versions`)."""
+
+    version: str
+    time: datetime
+    deleted: bool = False
+
+
+def content_token(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+class Store:
+    """A backend: reads with tokens, conditional writes, versions where kept.
+
+    This base class reads with one range request through fsspec and cannot write; each
+    backend that can write conditionally has its own subclass.
+    """
+
+    kind = "fsspec"
+    # Stores whose reads are coroutines on their filesystem's event loop (`AsyncStore`):
+    # a bulk call gathers many of them at once (`read_many`), not a thread per request.
+    async_reads = False
+
+    def describe(self, loc: Where) -> str:
+        return f"{loc.scheme}://"
+
+    # -- reading -----------------------------------------------------------------------
+    def read(self, loc: Where) -> Blob | None:
+        """The file at `loc` (at `loc.rev` where versions are kept) in one request, or
+        None if missing; transient faults are retried, files over the cap refused."""
+        limit = current_settings().max_metafile_bytes
+        blob = fetch(loc, lambda: self._read_once(loc, limit))
+        if blob is not None and len(blob.data) > limit:
+            raise too_large(loc, limit, len(blob.data))
+        return blob
+
+    async def _get(self, loc: Where, limit: int) -> Blob:
+        raise NotImplementedError
+
+    def _read_once(self, loc: Where, limit: int) -> Blob | None:
+        # A range read: no more than the cap (+1 byte, to see that it is over) is fetched.
+        data = bytes(loc.fs.cat_file(loc.fullpath, start=0, end=limit + 1))
+        return Blob(data, content_token(data))
+
+    # -- writing -----------------------------------------------------------------------
+    def write(self, loc: Where, data: bytes, expect: Expected) -> Written:
+        """Write the whole file; raise `WriteConflict` when `expect` does not hold.
+
+        Transient faults are retried (here, and often inside the SDK too). A conditional
+        write whose condition fails is checked once more: if the file now holds exactly
+        our bytes, an earlier try landed and only its answer was lost, so this is a
+        success, not a conflict. Callers make such bytes unique (link writes carry a
+        write id), so that they cannot be someone else's.
+        """
+        if loc.read_only:
+            raise ReadOnlyLocationError(f"cannot write {loc}: it is read-only")
+        try:
+            return retrying(loc, "write", lambda: self._write_once(loc, data, expect))
+        except WriteConflict:
+            current = self.read(loc)
+            if current is not None and current.data == data:
+                return Written(current.token, current.version)
+            raise
+        except MlemError:
+            raise
+        except Exception as exc:
+            raise storage_error(loc, "write", exc) from None
+
+    def _write_once(self, loc: Where, data: bytes, expect: Expected) -> Written:
+        raise ReadOnlyLocationError(
+            f"cannot write {loc}: {self.describe(loc)} has no atomic conditional writes"
+        )
+
+    # -- versions ----------------------------------------------------------------------
+    def check_versions(self, loc: Where) -> None:
+        """Raise `RevisionNotSupportedError` unless `rev=` can be honoured here."""
+        raise RevisionNotSupportedError(
+            f"{self.describe(loc)} keeps no versions, so rev= cannot be honoured for {loc}"
+        )
+
+    def versioned(self, loc: Where) -> bool:
+        """True when the bucket keeps old versions of every object."""
+        return False
+
+    def versions(self, loc: Where) -> list[Version]:
+        """Every version of the object, newest first (the current one first)."""
+        self.check_versions(loc)
+        return []
+
+    def keeps_versions(self, loc: Where, written_version: str | None) -> bool:
+        """After a write that returned `written_version`: does the bucket keep it?"""
+        return False
+
+    def listing(self, loc: Where) -> list[str]:
+        """Every file below `loc` (full paths), or [] when there is nothing."""
+        try:
+            loc.fs.invalidate_cache(loc.fullpath)
+            found = loc.fs.find(loc.fullpath)
+        except Exception as exc:
+            if is_missing(exc):
+                return []
+            raise storage_error(loc, "list", exc) from None
+        return [str(p) for p in (found.keys() if isinstance(found, dict) else found)]
+
+
+# -- the call's time budget ------------------------------------------------------------
+_deadline: ContextVar[float | None] = ContextVar("mlemremote_deadline", default=None)
+
+
+@contextmanager
+def call_budget() -> Iterator[None]:
+    """Within this block, every request of the call shares one budget of
+    `retry_max_seconds` (retries and slow bodies included). Nested calls share it."""
+    if _deadline.get() is not None:
+        yield
+        return
+    token = _deadline.set(time.monotonic() + current_settings().retry_max_seconds)
+    try:
+        yield
+    finally:
+        _deadline.reset(token)
+
+
+def remaining(loc: Where, what: str) -> float:
+    """Seconds left for a request of this call (a whole budget outside any call
+    scope, as in bulk calls, where each read has its own); `TimeBudgetError` if none."""
+    deadline = _deadline.get()
+    budget = current_settings().retry_max_seconds
+    if deadline is None:
+        return budget
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise TimeBudgetError(
+            f"cannot {what} {loc}: the call's time budget (retry_max_seconds={budget:g}) is spent"
+        )
+    return left
+
+
+def budget_spent(loc: Where, what: str) -> TimeBudgetError:
+    budget = current_settings().retry_max_seconds
+    return TimeBudgetError(
+        f"cannot {what} {loc}: no answer within the call's time budget "
+        f"(retry_max_seconds={budget:g}); a slow or stalled server?"
+    )
+
+
+# -- helpers ---------------------------------------------------------------------------
+def fetch(loc: Where, get: Callable[[], T]) -> T | None:
+    """Run one read, retrying transient faults; None when the file (or, with `loc.rev`,
+    that version) is missing."""
+    try:
+        return retrying(loc, "read", get)
+    except MlemError:
+        raise
+    except Exception as exc:
+        if is_missing(exc, versioned=loc.rev is not None):
+            return None
+        raise storage_error(loc, "read", exc) from None
+
+
+def retrying(loc: Where, what: str, call: Callable[[], T]) -> T:
+    """`call()`, retried on transient faults with exponential backoff and full jitter,
+    bounded by attempts and by the call's time budget (see `configure`)."""
+    settings = current_settings()
+    retrying = tenacity.Retrying(
+        stop=tenacity.stop_after_attempt(settings.retry_attempts)
+        | tenacity.stop_after_delay(remaining(loc, what)),
+        wait=tenacity.wait_random_exponential(
+            multiplier=settings.retry_initial_wait, max=settings.retry_max_wait
+        ),
+        retry=tenacity.retry_if_exception(is_transient),
+        before_sleep=lambda state: logger.debug(
+            redact(
+                f"retrying {what} of {loc} (attempt {state.attempt_number} failed: "
+                f"{type(state.outcome.exception()).__name__ if state.outcome else ''})"
+            )
+        ),
+        reraise=True,
+    )
+    return retrying(call)
+
+
+def too_large(loc: Where, limit: int, size: int | None = None) -> MetafileTooLargeError:
+    """The cap was hit: `size` when the server said how big the file is; else reading
+    stopped as soon as the bytes passed the cap."""
+    if size is not None and size > limit:
+        told = f"is {size} bytes"
+    else:
+        told = f"has more than {limit} bytes"
+    return MetafileTooLargeError(
+        f"{loc} {told}, over the {limit}-byte cap for metafiles; reading stopped at "
+        f"the cap, so it was not loaded (configure(max_metafile_bytes=...) to raise it)"
+    )
+
+
+class AsyncStore(Store):
+    """A store whose filesystem is async (s3fs, gcsfs, adlfs, http): a read is one
+    coroutine, `_get`, run on the filesystem's event loop (alone, or gathered by
+    `read_many`), and every request is cut off when the call's time budget ends."""
+
+    async_reads = True
+
+    def _read_once(self, loc: Where, limit: int) -> Blob | None:
+        blob: Blob = self.run(loc, "read", self._get, loc, limit)
+        return blob
+
+    def run(self, loc: Where, what: str, func: Callable[..., Any], *args: Any, **kw: Any) -> Any:
+        """`await func(*args, **kw)` on the filesystem's loop, within the time budget."""
+        try:
+            return sync(loc.fs.loop, func, *args, timeout=remaining(loc, what), **kw)
+        except FSTimeoutError:
+            raise budget_spent(loc, what) from None

@@ -50,6 +50,7 @@ from mlemremote.core.errors import (
     MlemObjectNotFound,
     MlemObjectNotSavedError,
     MlemRootNotFound,
+    NotAFileError,
     ObjectExistsError,
     RevisionNotSupportedError,
     WrongMetaType,
@@ -613,24 +614,27 @@ def write_link(
     # ETags (content MD5s) change with every move, so compare-and-swap sees A -> B -> A.
     data = (link.to_yaml() + f"# mlemremote write {uuid.uuid4().hex[:16]}\n").encode()
     store = store_for(target)
-    if expected is not None:
-        token, replaced = _expected_token(expected, target, build)
-        try:
-            written = store.write(target, data, token)
-        except WriteConflict as exc:
-            raise AliasChangedError(
-                f"{target} changed since it was read; nothing was written"
-            ) from exc
-    else:
-        for _ in range(_PLAIN_WRITE_ATTEMPTS):
-            token, replaced = _current_link(target, build)
+    try:
+        if expected is not None:
+            token, replaced = _expected_token(expected, target, build)
             try:
                 written = store.write(target, data, token)
-                break
-            except WriteConflict:
-                continue  # another writer moved the alias between our read and write
+            except WriteConflict as exc:
+                raise AliasChangedError(
+                    f"{target} changed since it was read; nothing was written"
+                ) from exc
         else:
-            raise AliasChangedError(f"{target} kept changing; nothing was written")
+            for _ in range(_PLAIN_WRITE_ATTEMPTS):
+                token, replaced = _current_link(target, build)
+                try:
+                    written = store.write(target, data, token)
+                    break
+                except WriteConflict:
+                    continue  # another writer moved the alias between our read and write
+            else:
+                raise AliasChangedError(f"{target} kept changing; nothing was written")
+    except NotAFileError as exc:  # what appeared there is not a file: never replaced
+        raise ObjectExistsError(f"{target} is not a file; it was left untouched") from exc
     link._location, link._token, link._version = target, written.token, written.version
     _history.log_move(
         link,
@@ -665,7 +669,10 @@ def _expected_token(
 def _current_link(target: Location, build: Build[Any]) -> tuple[Expected, dict[str, Any] | None]:
     """The token of the link at `target` and what it says (Expect.ABSENT, None when
     there is none); raises `ObjectExistsError` when something other than a link is there."""
-    blob = store_for(target).read(target)
+    try:
+        blob = store_for(target).read(target)
+    except NotAFileError as exc:  # a folder, FIFO, socket, ... is never replaced
+        raise ObjectExistsError(f"{target} is not a file; it was left untouched") from exc
     if blob is None:
         return Expect.ABSENT, None
     try:

@@ -80,6 +80,6 @@ def redact(text: str) -> str:
     for secret in sorted(secrets, key=len, reverse=True):
         if secret in text:
             # Only where it stands alone: not inside a longer word or token.
-            pattern = rf"(?<![A-Za-z0-9]){re.escape(secret)}(?![A-Za-z0-9])"
+            pattern = rf"(?<![\w]){re.escape(secret)}(?![\w])"
             text = re.sub(pattern, MASK, text)
     return text

@@ -23,6 +23,7 @@ from mlemremote._bulk import CheckResult
 from mlemremote._history import HistoryEntry
 from mlemremote._location import anchor_remotes, resolve
 from mlemremote._paths import CONFIG_FILE, MLEM_DIR, join
+from mlemremote._policy import refuse_secrets
 from mlemremote._settings import Settings, configured
 from mlemremote._settings import configure as _configure
 from mlemremote._stores import Expect, WriteConflict, store_for
@@ -175,6 +176,8 @@ def link(
     './models/rf.mlem'
     """
     _links.check_expected(expected)  # before anything is read or written
+    if isinstance(target, str):
+        refuse_secrets(target)
     if pin and rev is not None:
         raise InvalidLinkError("give rev= or pin=True, not both")
     if target_repo is not None:  # the alias's repo: its remotes reach the source

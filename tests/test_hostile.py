@@ -4,6 +4,13 @@ changed, on every backend. Credentials never show in YAML, messages, repr() or l
 from __future__ import annotations
 
 import logging
+import os
+import socket
+import stat
+import tempfile
+import threading
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,7 +18,7 @@ import yaml
 from conftest import REPORT, Backend
 
 from mlemremote import _links
-from mlemremote.api import configured, init, link, load_meta
+from mlemremote.api import check, configured, init, link, load_many, load_meta
 from mlemremote.core.errors import (
     DeserializationError,
     InvalidLinkError,
@@ -19,6 +26,9 @@ from mlemremote.core.errors import (
     LinkCycleError,
     MetafileTooLargeError,
     MlemError,
+    MlemObjectNotFound,
+    NotAFileError,
+    ObjectExistsError,
 )
 from mlemremote.core.objects import MlemModel
 
@@ -217,3 +227,139 @@ def test_credentials_never_leak(backend: Backend, caplog: pytest.LogCaptureFixtu
 def test_report_counts() -> None:
     """Runs last in this module: records how many hostile inputs were tried."""
     REPORT["hostile input"].append(f"{len(TRIED)} hostile inputs tried, each refused")
+
+
+# -- local disk: names that hold something other than a regular file ----------------------
+NOT_FILES = [
+    "fifo",
+    "socket",
+    "directory",
+    "symlink-to-device",
+    "symlink-to-fifo",
+    "symlink-to-directory",
+]
+HANG_SECONDS = 20  # generous: each call should return at once; only a hang reaches it
+
+
+def _make_not_a_file(path: Path, kind: str) -> None:
+    """Put a `kind` at `path` (something that is not a regular file)."""
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "socket":
+        # AF_UNIX paths are short: bind in a short folder, then move the socket's name.
+        short = tempfile.mkdtemp(prefix="s", dir="/tmp")
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.bind(os.path.join(short, "s"))
+            os.rename(os.path.join(short, "s"), path)
+        finally:
+            sock.close()
+            os.rmdir(short)
+    elif kind == "directory":
+        path.mkdir()
+        (path / "inside.txt").write_text("keep me")
+    elif kind == "symlink-to-device":
+        path.symlink_to("/dev/zero")
+    elif kind == "symlink-to-fifo":
+        os.mkfifo(path.with_name("fifo-behind"))
+        path.symlink_to("fifo-behind")
+    elif kind == "symlink-to-directory":
+        path.with_name("dir-behind").mkdir()
+        path.symlink_to("dir-behind")
+    else:  # pragma: no cover
+        raise ValueError(kind)
+
+
+def _state(path: Path) -> tuple[int, int, str | None]:
+    info = os.lstat(path)
+    target = os.readlink(path) if stat.S_ISLNK(info.st_mode) else None
+    return info.st_ino, info.st_mode, target
+
+
+def _within_bound(call: Callable[[], Any]) -> Any:
+    """`call()` in a thread: its result or the exception it raised; fail if it hangs."""
+    outcome: list[Any] = []
+
+    def run() -> None:
+        try:
+            outcome.append(call())
+        except BaseException as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(HANG_SECONDS)
+    assert not thread.is_alive(), "the call hung"
+    return outcome[0]
+
+
+@pytest.mark.parametrize("kind", NOT_FILES)
+def test_local_names_that_are_not_files(tmp_path: Path, kind: str) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    MlemModel().dump(str(root / "m"))
+    thing = root / "x.mlem"
+    _make_not_a_file(thing, kind)
+    (root / "to-x.mlem").write_text("object_type: link\nlink_type: model\npath: ./x.mlem\n")
+    before = _state(thing)
+
+    loaded = _within_bound(lambda: load_meta(str(root / "x")))
+    assert isinstance(loaded, NotAFileError), loaded
+    assert "x.mlem" in str(loaded)
+    followed = _within_bound(lambda: load_meta(str(root / "to-x")))
+    assert isinstance(followed, NotAFileError), followed
+
+    many = _within_bound(lambda: load_many([str(root / "x"), str(root / "m"), str(root / "to-x")]))
+    assert isinstance(many, list), many
+    assert isinstance(many[0], NotAFileError) and isinstance(many[2], NotAFileError)
+    assert isinstance(many[1], MlemModel)
+
+    checked = _within_bound(lambda: check(str(root)))
+    assert isinstance(checked, list), checked
+    by_name = {r.uri.rsplit("/", 1)[-1]: r for r in checked}
+    assert by_name["to-x.mlem"].status == "invalid"
+    assert "not a regular file" in by_name["to-x.mlem"].detail
+    if "x.mlem" in by_name:  # listed itself (a FIFO, a socket, a device): reported too
+        assert by_name["x.mlem"].broken
+
+    linked = _within_bound(lambda: link(str(root / "m"), target=str(root / "x")))
+    assert isinstance(linked, ObjectExistsError), linked
+    dumped = _within_bound(lambda: MlemModel().dump(str(root / "x")))
+    assert isinstance(dumped, NotAFileError), dumped
+    assert _state(thing) == before
+    if kind == "directory":
+        assert (thing / "inside.txt").read_text() == "keep me"
+    assert not [n for n in os.listdir(root) if n.startswith(".")]
+    REPORT["hostile input"].append(f"local {kind} at a metafile's name: refused, untouched")
+
+
+def test_local_broken_symlink_reads_as_missing_and_is_never_replaced(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    MlemModel().dump(str(root / "m"))
+    thing = root / "x.mlem"
+    thing.symlink_to("nowhere.mlem")
+    before = _state(thing)
+    loaded = _within_bound(lambda: load_meta(str(root / "x")))
+    assert isinstance(loaded, MlemObjectNotFound), loaded
+    linked = _within_bound(lambda: link(str(root / "m"), target=str(root / "x")))
+    assert isinstance(linked, ObjectExistsError), linked
+    dumped = _within_bound(lambda: MlemModel().dump(str(root / "x")))
+    assert isinstance(dumped, NotAFileError), dumped
+    assert _state(thing) == before
+    assert not (root / "nowhere.mlem").exists()
+    assert not [n for n in os.listdir(root) if n.startswith(".")]
+
+
+@pytest.mark.parametrize("kind", ["directory", "fifo", "broken-symlink"])
+def test_local_init_over_a_config_that_is_not_a_file(tmp_path: Path, kind: str) -> None:
+    config = tmp_path / "repo" / ".mlem" / "config.yaml"
+    config.parent.mkdir(parents=True)
+    if kind == "broken-symlink":
+        config.symlink_to("nowhere.yaml")
+    else:
+        _make_not_a_file(config, kind)
+    before = _state(config)
+    outcome = _within_bound(lambda: init(str(tmp_path / "repo")))
+    assert isinstance(outcome, MlemError), outcome
+    assert _state(config) == before

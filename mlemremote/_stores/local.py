@@ -1,15 +1,68 @@
-"""Local disk: a temporary file renamed into place; compare-and-swap under a folder lock."""
+"""Local disk: whole files renamed into place; compare-and-swap by atomic exchange.
+
+Every write goes to a temporary file beside the target (`.<name>.mlem.<random>`, written
+and fsynced), which then takes the target's name in one step, so that a reader never
+sees a partial file. How it takes the name depends on what the write expects:
+
+- `Expect.ANY` (a model's `dump`): `os.replace`.
+- `Expect.ABSENT` (create-only): `link(2)`, which is atomic and fails when the name exists.
+- A token (compare-and-swap, every link write): under an exclusive `flock` on the folder
+  (which serialises our own compare-and-swap writers) the target's token is checked, then
+  the temporary file and the target are exchanged with `renameat2(RENAME_EXCHANGE)`
+  (Linux; `renamex_np(RENAME_SWAP)` on macOS). The exchange is atomic against every other
+  writer, including those that take no lock (a model's `dump`, any tool's `os.replace`):
+  after it, the temporary name holds exactly what was at the target at that instant.
+  If that is the file whose token was expected, the swap succeeded and the old file is
+  unlinked. Otherwise it is exchanged back. If the temporary name then holds our own new
+  file, nobody wrote meanwhile: it is unlinked and the write is a conflict. If it holds a
+  file that someone else wrote between the two exchanges (replacing ours, as their
+  `os.replace` would have), that file is newer than the one we just put back, so the two
+  are exchanged once more; this repeats (at most `_MAX_EXCHANGES` times) until an exchange
+  brings back the very file we had put at the target, which a newer write superseded, and
+  only that file is unlinked. So nothing that another writer wrote is ever deleted unless
+  a later write of theirs superseded it, exactly as without us; and no check-then-rename
+  window remains in which a model written by a process that does not take our lock could
+  be overwritten by a link. Files are told apart by inode while we hold a descriptor on
+  each (an inode cannot be reused while it is open), never by name or content alone.
+  Two things remain visible: for the instant between the two exchanges of a failed swap
+  (only when another writer raced us after the token check), readers may see our new
+  file; and a process killed in that instant leaves the displaced file under the hidden
+  temporary name rather than at the target (nothing is deleted).
+
+Where the exchange is not available (not Linux or macOS, an old kernel or C library, a
+filesystem without it: EINVAL, ENOSYS, ENOTSUP), compare-and-swap falls back to the token
+check under the folder lock followed by `os.replace`. That is race-free among our own
+writers only: a model written by a process that does not take the lock, in the instant
+between the check and the rename, can be overwritten. One warning on the `mlemremote`
+logger names the folder the first time this happens in a process.
+
+Anything at a metafile's name that is not a regular file (a folder, a FIFO, a socket, a
+device, a broken symlink or a symlink to any of those) raises `NotAFileError`: a read
+refuses it before reading (opened with O_NONBLOCK, so a FIFO cannot block; a socket cannot
+be opened at all), a write refuses it and leaves it untouched. A symlink to a regular file
+is read through; a write replaces the symlink itself, not the file it points at.
+
+A process killed in the middle of a write may leave a hidden `.<name>.mlem.<random>`
+file beside the target; nothing reads those, and they can be removed.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
 import fcntl
+import logging
 import os
 import posixpath
+import stat
+import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
+from typing import Any
 
+from mlemremote._settings import current as current_settings
 from mlemremote._stores.base import (
     Blob,
     Expect,
@@ -21,6 +74,23 @@ from mlemremote._stores.base import (
     content_token,
     too_large,
 )
+from mlemremote.core.errors import NotAFileError, StorageError
+
+logger = logging.getLogger("mlemremote")
+
+# Called between the steps of a compare-and-swap with the step's name ("locked",
+# "swapped", "swapped back", "put back"): a seam for tests to inject a foreign write.
+Between = Callable[[str], None]
+
+_MAX_EXCHANGES = 64  # each one past the first two needs another writer's write in between
+_READ_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+# A descriptor that pins a directory entry's inode without opening the file behind it
+# (a symlink itself, a FIFO without blocking).
+_PIN_FLAGS = (
+    os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
+    if hasattr(os, "O_PATH")
+    else _READ_FLAGS | getattr(os, "O_SYMLINK", os.O_NOFOLLOW)
+)
 
 
 class LocalStore(Store):
@@ -30,70 +100,388 @@ class LocalStore(Store):
         return "local disk (outside git)"
 
     def _read_once(self, loc: Where, limit: int) -> Blob | None:
-        with open(loc.fullpath, "rb") as handle:
-            stat = os.fstat(handle.fileno())
-            if stat.st_size > limit:
-                raise too_large(loc, limit, stat.st_size)
-            data = handle.read(limit + 1)
-        modified = datetime.fromtimestamp(stat.st_mtime, timezone.utc)
-        return Blob(data, _file_token(stat, data), modified=modified)
+        fd, info = open_regular(loc.fullpath, str(loc))
+        try:
+            if info.st_size > limit:
+                raise too_large(loc, limit, info.st_size)
+            data = _read_fd(fd, limit + 1)
+        finally:
+            os.close(fd)
+        modified = datetime.fromtimestamp(info.st_mtime, timezone.utc)
+        return Blob(data, _file_token(info, data), modified=modified)
 
     def _write_once(self, loc: Where, data: bytes, expect: Expected) -> Written:
         path = loc.fullpath
-        folder = os.path.dirname(path)
-        os.makedirs(folder, exist_ok=True)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
         if expect is Expect.ANY:
-            token = _atomic_write(path, data, replace=True)
-        elif expect is Expect.ABSENT:
-            token = _atomic_write(path, data, replace=False)
-            if token is None:
-                raise WriteConflict(f"{loc} exists")
-        else:
-            with _folder_lock(folder):
-                current = self.read(loc)
-                if current is None or current.token != expect:
-                    raise WriteConflict(f"{loc} changed")
-                token = _atomic_write(path, data, replace=True)
-        return Written(token)
+            refuse_non_file(path, str(loc))
+            fd, tmp, token = _temp_file(path, data)
+            try:
+                os.replace(tmp, path)
+            finally:
+                os.close(fd)
+                _remove(tmp)
+            return Written(token)
+        if expect is Expect.ABSENT:
+            return Written(_create(path, data, str(loc)))
+        limit = current_settings().max_metafile_bytes
+        return Written(compare_and_swap(path, data, expect, limit=limit, where=str(loc)))
 
 
-def _file_token(stat: os.stat_result, data: bytes) -> str:
+# -- reading ---------------------------------------------------------------------------
+def open_regular(path: str, where: str) -> tuple[int, os.stat_result]:
+    """A descriptor on the regular file at `path` (symlinks followed) and its status.
+
+    Anything else raises `NotAFileError` without being read (a FIFO or a device is not
+    even opened when it is seen first); a missing file raises `FileNotFoundError`."""
+    try:
+        _refuse_kind(os.stat(path), where)  # devices are refused before any open()
+        fd = os.open(path, _READ_FLAGS)
+    except OSError as exc:
+        if exc.errno in (errno.ENXIO, errno.ELOOP, errno.EISDIR):  # a socket, a loop, ...
+            raise NotAFileError(f"{where} is not a regular file; it was not read") from None
+        raise
+    try:
+        info = os.fstat(fd)
+        _refuse_kind(info, where)  # it may have changed since the stat above
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, info
+
+
+def _refuse_kind(info: os.stat_result, where: str, *, verb: str = "read") -> None:
+    if not stat.S_ISREG(info.st_mode):
+        raise NotAFileError(
+            f"{where} is {_kind(info.st_mode)}, not a regular file; it was not {verb}"
+        )
+
+
+def _kind(mode: int) -> str:
+    for test, name in (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISLNK, "a symlink"),
+    ):
+        if test(mode):
+            return name
+    return "a special file"
+
+
+def refuse_non_file(path: str, where: str) -> None:
+    """Raise `NotAFileError` unless `path` is missing, a regular file, or a symlink to
+    one (a broken symlink is refused: writing there would replace it)."""
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if stat.S_ISLNK(info.st_mode):
+        try:
+            info = os.stat(path)
+        except OSError:
+            raise NotAFileError(f"{where} is a broken symlink; it was left untouched") from None
+    _refuse_kind(info, where, verb="replaced")
+
+
+def _read_fd(fd: int, most: int) -> bytes:
+    chunks: list[bytes] = []
+    left = most
+    while left > 0:
+        chunk = os.read(fd, min(left, 1 << 16))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+def _file_token(info: os.stat_result, data: bytes) -> str:
     # Every write renames a new file into place, so inode and mtime change with each
     # write, even when the content does not (no ABA for compare-and-swap).
-    return f"{stat.st_ino:x}-{stat.st_mtime_ns:x}-{content_token(data)[7:23]}"
+    return f"{info.st_ino:x}-{info.st_mtime_ns:x}-{content_token(data)[7:23]}"
 
 
-def _atomic_write(path: str, data: bytes, *, replace: bool) -> str | None:
-    """Write a temporary file beside `path`, then rename it into place (or, without
-    `replace`, link it there: None when `path` exists). Returns the new file's token."""
+def token_of(path: str, limit: int, *, strict: bool = False, where: str = "") -> str | None:
+    """The token of the regular file at `path` (symlinks followed), or None when there
+    is none there, or it is over `limit` bytes: no token that a read gave can match.
+    With `strict`, only a missing file is None: other errors are raised."""
+    try:
+        fd, info = open_regular(path, where or path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except (OSError, NotAFileError):
+        if strict:
+            raise
+        return None
+    try:
+        if info.st_size > limit:
+            return None
+        return _file_token(info, _read_fd(fd, limit + 1))
+    finally:
+        os.close(fd)
+
+
+# -- writing ---------------------------------------------------------------------------
+def _temp_file(path: str, data: bytes) -> tuple[int, str, str]:
+    """A new file beside `path` holding `data` (fsynced, mode 0644): an open descriptor
+    on it, its name and its token."""
     folder = os.path.dirname(path)
     fd, tmp = tempfile.mkstemp(prefix="." + posixpath.basename(path) + ".", dir=folder)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-            os.fchmod(handle.fileno(), 0o644)
-            token = _file_token(os.fstat(handle.fileno()), data)
-        if replace:
-            os.replace(tmp, path)
-            return token
-        try:
-            os.link(tmp, path)  # atomic, and fails when `path` exists
-        except FileExistsError:
-            return None
-        return token
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+        os.fchmod(fd, 0o644)
+        token = _file_token(os.fstat(fd), data)
+    except BaseException:
+        os.close(fd)
+        _remove(tmp)
+        raise
+    return fd, tmp, token
+
+
+def _remove(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+
+
+def _create(path: str, data: bytes, where: str) -> str:
+    """Create-only: link a temporary file to `path`; `WriteConflict` when a file is
+    there, `NotAFileError` when something else is (it is left untouched)."""
+    fd, tmp, token = _temp_file(path, data)
+    try:
+        os.link(tmp, path)  # atomic, and fails when `path` exists (even a broken symlink)
+    except FileExistsError:
+        refuse_non_file(path, where)
+        raise WriteConflict(f"{where} exists") from None
     finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+        os.close(fd)
+        _remove(tmp)
+    return token
+
+
+def compare_and_swap(
+    path: str,
+    data: bytes,
+    expect: str,
+    *,
+    limit: int,
+    where: str,
+    between: Between | None = None,
+) -> str:
+    """Put `data` at `path` if the file there has the token `expect` (see the module's
+    doc); its new token. `WriteConflict` when the token does not hold, `NotAFileError`
+    when something that is not a file is there. `between` is called between the steps."""
+    step = between or (lambda name: None)
+    folder = os.path.dirname(path)
+    with _folder_lock(folder):
+        refuse_non_file(path, where)
+        if token_of(path, limit, strict=True, where=where) != expect:
+            raise WriteConflict(f"{where} changed")
+        step("locked")
+        fd, tmp, token = _temp_file(path, data)
+        try:
+            try:
+                _exchange(tmp, path)
+            except _NoExchange as gap:
+                _warn_once(folder, gap)
+                os.replace(tmp, path)  # token checked above, under the lock
+                return token
+            except FileNotFoundError:
+                raise WriteConflict(f"{where} was removed") from None
+            step("swapped")
+            try:
+                _settle(path, tmp, fd, expect, limit, where, step)
+            except OSError as exc:  # unexpected: keep whatever is at `tmp`, and say where
+                if os.path.lexists(tmp) and not _same_file(tmp, fd):
+                    raise StorageError(
+                        f"cannot write {where} ({exc.strerror}); the file that was there "
+                        f"may be at {tmp}: nothing was deleted"
+                    ) from None
+                raise
+            return token
+        finally:
+            if _same_file(tmp, fd):  # our new file, not exchanged (or an error on the way)
+                _remove(tmp)
+            os.close(fd)  # only now: while it is open, its inode cannot be reused
+
+
+def _settle(
+    path: str, tmp: str, ours: int, expect: str, limit: int, where: str, step: Between
+) -> None:
+    """After the first exchange (our file at `path`, what was there at `tmp`): keep ours
+    if that was the expected file; otherwise put back the newest file written by others
+    and raise `WriteConflict`. Unlinks at `tmp` only a file that the one now at `path`
+    superseded (or our own)."""
+    pins: list[int] = [ours]
+    try:
+        held = _pin(tmp)  # what we displaced
+        pins.append(held)
+        if token_of(tmp, limit) == expect:
+            os.unlink(tmp)  # the expected file, replaced by ours: the swap succeeded
+            return
+        placed = ours  # the file we last put at the target
+        name = "swapped back"
+        for _ in range(_MAX_EXCHANGES):
+            try:
+                _exchange(tmp, path)  # `held` goes to the target, `tmp` gets what is there
+            except FileNotFoundError:
+                # Someone removed what we had put there (ours, or a file that one of theirs
+                # superseded); the file we hold goes back, unless a new one is there now.
+                with contextlib.suppress(FileExistsError):
+                    os.link(tmp, path, follow_symlinks=False)  # the entry itself
+                os.unlink(tmp)
+                raise WriteConflict(f"{where} changed") from None
+            step(name)
+            name = "put back"
+            came = _pin(tmp)
+            pins.append(came)
+            if _same(came, placed):
+                # Nobody wrote between the exchanges: the target holds `held`, the newest
+                # file; `tmp` holds ours, or an older file that `held` superseded.
+                os.unlink(tmp)
+                raise WriteConflict(f"{where} changed")
+            # `came` was written over `placed` after `held` left the target: it is newer
+            # than `held`, which we have just put back. Exchange again.
+            placed, held = held, came
+    finally:
+        for fd in pins[1:]:
+            os.close(fd)
+    logger.warning(
+        "%s kept changing while a compare-and-swap put back what others wrote; the "
+        "newest file was left at %s",
+        where,
+        tmp,
+    )
+    raise StorageError(
+        f"cannot write {where}: it kept changing while other writers' files were put back; "
+        f"the newest is at {tmp}, nothing was deleted"
+    )
+
+
+def _pin(path: str) -> int:
+    return os.open(path, _PIN_FLAGS)
+
+
+def _same(a: int, b: int) -> bool:
+    first, second = os.fstat(a), os.fstat(b)
+    return (first.st_dev, first.st_ino) == (second.st_dev, second.st_ino)
+
+
+def _same_file(path: str, fd: int) -> bool:
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return False
+    held = os.fstat(fd)
+    return (info.st_dev, info.st_ino) == (held.st_dev, held.st_ino)
 
 
 @contextlib.contextmanager
 def _folder_lock(folder: str) -> Iterator[None]:
     """An exclusive lock on the folder itself (no lock file left behind)."""
-    fd = os.open(folder, os.O_RDONLY)
+    fd = os.open(folder, os.O_RDONLY | os.O_CLOEXEC)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
         os.close(fd)  # closing releases the lock
+
+
+# -- the atomic exchange ---------------------------------------------------------------
+class _NoExchange(Exception):
+    """The OS or the filesystem cannot exchange two names atomically."""
+
+
+_UNSUPPORTED = {errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP}
+_AT_FDCWD = -100
+_RENAME_EXCHANGE = 2  # linux/fs.h
+_RENAME_SWAP = 2  # macOS sys/stdio.h
+
+
+def _libc_function(name: str) -> Any:
+    """The C library's function `name` (a ctypes function), or None."""
+    try:
+        return getattr(ctypes.CDLL(None, use_errno=True), name)
+    except (OSError, AttributeError):
+        return None
+
+
+def _make_exchange() -> Callable[[str, str], None]:
+    """`exchange(a, b)`: swap the two names atomically (both must exist), raising
+    `OSError` as the system call does and `_NoExchange` where it is not available."""
+    if sys.platform.startswith("linux"):
+        renameat2 = _libc_function("renameat2")
+        if renameat2 is not None:
+            renameat2.argtypes = [
+                ctypes.c_int,
+                ctypes.c_char_p,
+                ctypes.c_int,
+                ctypes.c_char_p,
+                ctypes.c_uint,
+            ]
+
+            def linux(a: str, b: str) -> None:
+                _check(
+                    renameat2(
+                        _AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE
+                    ),
+                    a,
+                    b,
+                )
+
+            return linux
+    elif sys.platform == "darwin":
+        renamex_np = _libc_function("renamex_np")
+        if renamex_np is not None:
+            renamex_np.argtypes = [
+                ctypes.c_char_p,
+                ctypes.c_char_p,
+                ctypes.c_uint,
+            ]
+
+            def darwin(a: str, b: str) -> None:
+                _check(renamex_np(os.fsencode(a), os.fsencode(b), _RENAME_SWAP), a, b)
+
+            return darwin
+    return _no_exchange
+
+
+def _check(result: int, a: str, b: str) -> None:
+    if result == 0:
+        return
+    code = ctypes.get_errno()
+    if code in _UNSUPPORTED:
+        raise _NoExchange(os.strerror(code))
+    raise OSError(code, os.strerror(code), a, None, b)
+
+
+def _no_exchange(a: str, b: str) -> None:
+    raise _NoExchange(f"no atomic exchange of two names on {sys.platform}")
+
+
+_exchange = _make_exchange()
+_warned: set[str] = set()
+
+
+def exchange_supported() -> bool:
+    """Whether this OS offers an atomic exchange (a filesystem may still lack it)."""
+    return _exchange is not _no_exchange
+
+
+def _warn_once(folder: str, gap: _NoExchange) -> None:
+    if _warned:  # once per process: the gap is the system's, seldom one folder's
+        return
+    _warned.add(folder)
+    logger.warning(
+        "local disk: cannot exchange files atomically in %s (%s); compare-and-swap falls "
+        "back to a check under a folder lock and a rename, so a model written there by a "
+        "process that does not take the lock, at the same instant as a link, may be "
+        "overwritten by the link",
+        folder,
+        gap,
+    )

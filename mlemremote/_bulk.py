@@ -25,6 +25,7 @@ from mlemremote._location import Location, anchor_remotes, resolve
 from mlemremote._paths import HISTORY_PREFIX, MLEM_DIR, MLEM_EXT, is_inside
 from mlemremote._stores import read_many, store_for
 from mlemremote.core.errors import (
+    InvalidArgumentError,
     InvalidLinkError,
     LinkChainTooLongError,
     LinkCycleError,
@@ -105,6 +106,8 @@ def load_many(
 ) -> list[MlemObject | MlemError]:
     """Like `load_meta` for each path; the results in order, an error in place of each
     object that could not be loaded."""
+    if isinstance(paths, (str, bytes)) or not isinstance(paths, Sequence):
+        raise InvalidArgumentError(f"load_many takes a list of paths, not {type(paths).__name__}")
     locations: list[Location | MlemError] = []
     for path in paths:
         try:

@@ -28,7 +28,6 @@ from typing import Any, Generic, Protocol, TypeVar
 import yaml
 
 from mlemremote import _yaml
-from mlemremote._foreign import is_missing, storage_error
 from mlemremote._location import Location, at_revision
 from mlemremote._paths import HISTORY_PREFIX, MLEM_DIR, join, relpath
 from mlemremote._redact import redact
@@ -247,7 +246,8 @@ def _reconcile(
 
 
 def _read_log(folder: Location) -> list[_Logged]:
-    names = sorted(posixpath.basename(p.rstrip("/")) for p in _list(folder) if p.endswith(".yaml"))
+    entries = store_for(folder).entries(folder)
+    names = sorted(posixpath.basename(p.rstrip("/")) for p in entries if p.endswith(".yaml"))
     locs = [folder.sibling(join(folder.fullpath, name), repo=folder._repo) for name in names]
     found: list[_Logged] = []
     for loc, blob in zip(locs, _read_all(locs), strict=True):
@@ -257,16 +257,6 @@ def _read_log(folder: Location) -> list[_Logged]:
         if entry is not None:
             found.append(entry)
     return found
-
-
-def _list(folder: Location) -> list[str]:
-    try:
-        folder.fs.invalidate_cache(folder.fullpath)
-        return [str(p) for p in folder.fs.ls(folder.fullpath, detail=False)]
-    except Exception as exc:
-        if is_missing(exc):
-            return []
-        raise storage_error(folder, "list", exc) from None
 
 
 def _read_all(locs: Sequence[Location]) -> list[Blob | None]:

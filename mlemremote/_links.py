@@ -43,6 +43,7 @@ from mlemremote._paths import (
 from mlemremote._stores import Answer, Blob, Expect, Expected, WriteConflict, read_bytes, store_for
 from mlemremote.core.errors import (
     AliasChangedError,
+    InvalidArgumentError,
     InvalidLinkError,
     LinkChainTooLongError,
     LinkCycleError,
@@ -268,10 +269,16 @@ def check_link_field(value: str, what: str, where: str) -> None:
         raise InvalidLinkError(
             f"{where}: {what} {_yaml.describe_value(value)} is empty or holds a NUL byte"
         )
-    if len(value.encode()) > MAX_NAME_BYTES:
+    if len(value.encode(errors="replace")) > MAX_NAME_BYTES:
         raise InvalidLinkError(f"{where}: {what} is longer than {MAX_NAME_BYTES} bytes")
     if _WINDOWS_PATH.match(value):
         raise InvalidLinkError(f"{where}: {what} {_yaml.describe_value(value)} is a Windows path")
+    if value.encode(errors="replace") != value.encode(errors="surrogatepass") or any(
+        ord(c) < 0x20 or ord(c) == 0x7F for c in value
+    ):
+        raise InvalidLinkError(
+            f"{where}: {what} {_yaml.describe_value(value)} holds control characters or is not text"
+        )
     _policy.refuse_secrets(value)
 
 
@@ -456,6 +463,11 @@ def follow(
 
 
 def check_force_type(obj: Meta, force_type: type | None) -> None:
+    if force_type is not None and not isinstance(force_type, type):
+        raise InvalidArgumentError(
+            "force_type must be an object class (e.g. MlemModel), not "
+            + _yaml.describe_value(force_type)
+        )
     if force_type is not None and not isinstance(obj, force_type):
         raise WrongMetaType(f"{_name(obj)} is a {obj.object_type}, not a {force_type.__name__}")
 
@@ -466,6 +478,7 @@ def check_name(name: str, what: str = "target") -> str:
     Returns it without its `.mlem` extension."""
     if not isinstance(name, str) or not name.strip() or "\x00" in name:
         raise InvalidLinkError(f"{what} {_yaml.describe_value(name)} is not a valid name")
+    check_link_field(name, what, "link()")
     if name.endswith("/"):
         raise InvalidLinkError(f"{what} {name!r} ends with '/': name a file, not a folder")
     if split_scheme(name)[0] is not None or name.startswith("/"):

@@ -36,12 +36,16 @@ from mlemremote._remotes import Remotes
 from mlemremote._remotes import current as current_remotes
 from mlemremote._stores import read_bytes, store_for
 from mlemremote.core.errors import (
+    InvalidArgumentError,
     InvalidLinkError,
     RevisionNotFound,
     RevisionNotSupportedError,
     UnsupportedLocationError,
 )
 
+SUPPORTED_SCHEMES = frozenset(
+    {"file", "local", "memory", "s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "http", "https"}
+)
 EXTRAS = {"s3": "s3", "s3a": "s3", "gs": "gcs", "gcs": "gcs", "az": "azure", "abfs": "azure"}
 
 _UNKNOWN: Any = object()
@@ -163,11 +167,18 @@ class Location:
 # -- resolving -------------------------------------------------------------------------
 def filesystem(scheme: str, storage_options: Mapping[str, Any] | None) -> AbstractFileSystem:
     """The fsspec filesystem for a scheme; options come from the caller, fsspec's config
-    (``FSSPEC_<PROTOCOL>_<KEY>``) or the SDK's own environment, never from YAML."""
+    (``FSSPEC_<PROTOCOL>_<KEY>``) or the SDK's own environment, never from YAML.
+    Only the schemes this library has a store for are opened: other fsspec filesystems
+    (ftp, sftp, github, ...) may connect somewhere as soon as they are made."""
+    if scheme not in SUPPORTED_SCHEMES:
+        raise UnsupportedLocationError(
+            f"{_short(scheme)}:// is not supported; use one of "
+            + ", ".join(f"{s}://" for s in sorted(SUPPORTED_SCHEMES))
+        )
     try:
         cls = fsspec.get_filesystem_class(scheme)
-    except ValueError as exc:
-        raise UnsupportedLocationError(f"unknown URI scheme {scheme!r}") from exc
+    except ValueError:
+        raise UnsupportedLocationError(f"unknown URI scheme {_short(scheme)}") from None
     except ImportError as exc:
         extra = EXTRAS.get(scheme)
         hint = f": pip install 'mlemremote[{extra}]'" if extra else ""
@@ -206,8 +217,13 @@ def resolve(
     >>> resolve("memory://models/rf.mlem").uri
     'memory:///models/rf.mlem'
     """
-    if not isinstance(path, str) or not path or "\x00" in path:
+    if not isinstance(path, str) or not path.strip() or not _printable(path):
         raise InvalidLinkError(f"not a valid path: {_short(path)}")
+    if storage_options is not None and not isinstance(storage_options, Mapping):
+        raise InvalidArgumentError(
+            f"storage_options must be a mapping of option names to values, not "
+            f"{type(storage_options).__name__}"
+        )
     if repo is not None:
         repo_loc = resolve(repo, storage_options=storage_options, like=like)
         scheme, _ = split_scheme(path)
@@ -233,9 +249,23 @@ def resolve(
         fs = _filesystem_for(scheme, uri, storage_options, like)
         fullpath = fs._strip_protocol(uri)
         if scheme == "file":
+            if not fullpath:
+                raise InvalidLinkError(f"{_short(path)} names no path")
             fullpath = os.path.abspath(fullpath)
     loc = Location(fs, fullpath, scheme)
     return at_revision(loc, rev) if rev is not None else loc
+
+
+def _printable(text: str) -> bool:
+    """False for text with control characters (NUL, newlines, escapes: they end up in
+    messages and terminals) or lone surrogates (no file or URL can be named by them)."""
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in text):
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _short(value: object) -> str:

@@ -1,6 +1,8 @@
-"""Issue 4: writers killed with SIGKILL at random points during link(), many times.
+"""Issues 4 and 9: writers killed with SIGKILL during link(), many times.
 
-Afterwards the alias is always a whole link, the old one or the new one, and loads.
+Afterwards the alias is always a whole link, the old one or the new one, and loads; and
+history()[0] always describes the alias as it is (issue 9: history never lies), also when
+the writer died between the alias write and its history entry.
 Memory is left out: an in-process filesystem dies with the process that holds it.
 """
 
@@ -17,16 +19,29 @@ from pathlib import Path
 import pytest
 from conftest import REPORT, Backend
 
-from mlemremote.api import init, link, load_meta
-from mlemremote.core.objects import MlemModel
+from mlemremote.api import history, init, link, load_meta, rollback
+from mlemremote.core.objects import MlemLink, MlemModel
 
 KILLS = 12
 WORKER = str(Path(__file__).with_name("crash_worker.py"))
+CRASH_BACKENDS = ["local", "s3-moto", "s3-seaweedfs", "gcs", "azure"]
 
 
-@pytest.mark.parametrize(
-    "backend", ["local", "s3-moto", "s3-seaweedfs", "gcs", "azure"], indirect=True
-)
+def assert_history_tells_the_truth(repo: str, so: object) -> MlemLink:
+    """history()[0] is the alias as it is now: same target, same token."""
+    current = load_meta("latest", repo=repo, follow_links=False, storage_options=so)
+    assert isinstance(current, MlemLink)
+    first = history("latest", repo=repo, storage_options=so)[0]
+    assert (first.link.path, first.link.repo, first.link.rev) == (
+        current.path,
+        current.repo,
+        current.rev,
+    )
+    assert first.version in (current._token, current._version)
+    return current
+
+
+@pytest.mark.parametrize("backend", CRASH_BACKENDS, indirect=True)
 def test_killed_writers_leave_a_whole_alias(backend: Backend) -> None:
     so = backend.storage_options
     repo = backend.uri("repo")
@@ -51,7 +66,43 @@ def test_killed_writers_leave_a_whole_alias(backend: Backend) -> None:
         loaded = load_meta("latest", repo=repo, storage_options=so)
         assert (loaded.model_type or {}).get("name") in ("v1", "v2")
         seen.add(loaded.model_type["name"] if loaded.model_type else None)
+        assert_history_tells_the_truth(repo, so)
     REPORT["crash safety"].append(
         f"{backend.name}: {KILLS} writers killed with SIGKILL mid-link(); the alias loaded "
-        f"whole every time (ended on {sorted(seen)})"
+        f"whole every time (ended on {sorted(seen)}) and history()[0] was the alias each time"
+    )
+
+
+@pytest.mark.parametrize("backend", CRASH_BACKENDS, indirect=True)
+def test_killed_between_the_alias_and_its_history_entry(backend: Backend) -> None:
+    """The writer dies right after moving the alias, before logging the move: history()
+    still starts with the alias as it is, and rollback() goes back one target."""
+    so = backend.storage_options
+    repo = backend.uri("repo")
+    init(repo, storage_options=so)
+    for name in ("v1", "v2", "v3"):
+        MlemModel(model_type={"name": name}).dump(
+            name, repo=repo, external=True, storage_options=so
+        )
+    link("v1", source_repo=repo, target="latest", target_repo=repo, storage_options=so)
+    unrecorded = 0
+    for kill in range(KILLS // 2):
+        before = load_meta("latest", repo=repo, follow_links=False, storage_options=so)
+        to = "v2" if before.path != "v2.mlem" else "v3"
+        job = json.dumps({"repo": repo, "storage_options": so, "before_log": True, "to": to})
+        done = subprocess.run(
+            [sys.executable, WORKER, job], capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == -signal.SIGKILL and "moved" in done.stdout, done.stderr
+        current = assert_history_tells_the_truth(repo, so)
+        assert current.path == f"{to}.mlem"
+        entries = history("latest", repo=repo, storage_options=so)
+        unrecorded += not entries[0].recorded
+        if kill % 2:  # every other time, go back: to the target before the killed move
+            assert rollback("latest", repo=repo, storage_options=so).path == before.path
+            assert_history_tells_the_truth(repo, so)
+    REPORT["crash safety"].append(
+        f"{backend.name}: {KILLS // 2} writers killed between the alias write and its "
+        f"history entry; history()[0] was the alias every time ({unrecorded} shown as "
+        "not recorded), rollback() went to the target before"
     )

@@ -182,6 +182,16 @@ class Store:
         """After a write that returned `written_version`: does the bucket keep it?"""
         return False
 
+    def entries(self, loc: Where) -> list[str]:
+        """The names directly in the folder `loc` (full paths), or [] when there is none."""
+        try:
+            loc.fs.invalidate_cache(loc.fullpath)
+            return [str(p) for p in loc.fs.ls(loc.fullpath, detail=False)]
+        except Exception as exc:
+            if is_missing(exc) or isinstance(exc, NotADirectoryError):
+                return []
+            raise storage_error(loc, "list", exc) from None
+
     def listing(self, loc: Where) -> list[str]:
         """Every file below `loc` (full paths), or [] when there is nothing."""
         try:
@@ -294,6 +304,30 @@ class AsyncStore(Store):
     def _read_once(self, loc: Where, limit: int) -> Blob | None:
         blob: Blob = self.run(loc, "read", self._get, loc, limit)
         return blob
+
+    def listing(self, loc: Where) -> list[str]:
+        try:
+            loc.fs.invalidate_cache(loc.fullpath)
+            found = self.run(loc, "list", loc.fs._find, loc.fullpath)
+        except MlemError:
+            raise
+        except Exception as exc:
+            if is_missing(exc):
+                return []
+            raise storage_error(loc, "list", exc) from None
+        return [str(p) for p in (found.keys() if isinstance(found, dict) else found)]
+
+    def entries(self, loc: Where) -> list[str]:
+        try:
+            loc.fs.invalidate_cache(loc.fullpath)
+            found = self.run(loc, "list", loc.fs._ls, loc.fullpath, detail=False)
+        except MlemError:
+            raise
+        except Exception as exc:
+            if is_missing(exc) or isinstance(exc, NotADirectoryError):
+                return []
+            raise storage_error(loc, "list", exc) from None
+        return [str(p) for p in found]
 
     def run(self, loc: Where, what: str, func: Callable[..., Any], *args: Any, **kw: Any) -> Any:
         """`await func(*args, **kw)` on the filesystem's loop, within the time budget."""

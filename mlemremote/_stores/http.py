@@ -73,6 +73,8 @@ class HTTPStore(AsyncStore):
             "or in a bucket"
         )
 
+    entries = listing  # one folder is no different
+
     async def _get(self, loc: Where, limit: int) -> Blob:
         import aiohttp
         import yarl

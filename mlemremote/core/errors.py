@@ -80,7 +80,8 @@ class InvalidLinkError(MlemError):
 
 class HostNotAllowedError(InvalidLinkError):
     """A URL leads to a host that is not allowed: another origin than the one the read
-    started from, or a link-local, private or cloud metadata address."""
+    started from (unless in `allowed_hosts`), or a link-local, cloud metadata or other
+    non-routable address, in any spelling and after DNS resolution."""
 
 
 class SecretInURLError(InvalidLinkError):
@@ -134,7 +135,12 @@ class TimeBudgetError(StorageError):
     """A call ran out of its time budget (`retry_max_seconds`), slow bodies included."""
 
 
-class SettingsError(MlemError):
+class InvalidArgumentError(MlemError):
+    """An argument of a public call has the wrong type or value (e.g. `storage_options`
+    that is not a mapping, `force_type` that is not an object class)."""
+
+
+class SettingsError(InvalidArgumentError):
     """`configure()` was given an unknown setting or a value out of range."""
 
 

@@ -19,7 +19,7 @@ __version__ = "0.1.0"
 # Re-exports, imported on first use: `mlemremote --help` then loads no library code.
 _EXPORTS = {
     "Location": "mlemremote._location",
-    "resolve": "mlemremote._location",
+    "resolve": "mlemremote.api",
     "check": "mlemremote.api",
     "configure": "mlemremote.api",
     "history": "mlemremote.api",
@@ -36,7 +36,7 @@ _EXPORTS = {
 }
 
 if TYPE_CHECKING:
-    from mlemremote._location import Location, resolve
+    from mlemremote._location import Location
     from mlemremote.api import (
         check,
         configure,
@@ -47,13 +47,18 @@ if TYPE_CHECKING:
         load_meta,
         rollback,
     )
+    from mlemremote.api import resolve_location as resolve
     from mlemremote.core.errors import MlemError
     from mlemremote.core.objects import MlemData, MlemLink, MlemModel, MlemObject
 
 
+_RENAMED = {"resolve": "resolve_location"}  # wrapped in the API's error boundary
+
+
 def __getattr__(name: str) -> Any:
     if name in _EXPORTS:
-        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        module = importlib.import_module(_EXPORTS[name])
+        value = getattr(module, _RENAMED.get(name, name))
         globals()[name] = value
         return value
     raise AttributeError(f"module 'mlemremote' has no attribute {name!r}")

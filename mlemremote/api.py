@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from mlemremote import _bulk, _history, _links
+from mlemremote import _bulk, _history, _links, _location
 from mlemremote._boundary import public, public_bulk
 from mlemremote._bulk import CheckResult
 from mlemremote._history import HistoryEntry
@@ -36,6 +36,9 @@ from mlemremote.core.errors import (
 from mlemremote.core.objects import MlemLink, MlemObject, build
 
 StorageOptions = Mapping[str, Any]
+
+
+resolve_location = public(_location.resolve)  # the package root's `resolve`
 
 
 @public

@@ -14,8 +14,60 @@ from mlemremote._stores.base import (
     Where,
     WriteConflict,
     Written,
+    own_timeouts,
+    take_capped,
+    told_size,
     too_large,
 )
+
+
+async def _download_capped(
+    loc: Where, bc: Any, limit: int, *, ranged: bool
+) -> tuple[dict[str, Any], bytes] | None:
+    """One Get Blob request (the cap + 1 byte when `ranged`), its body taken block by
+    block until it passes the cap (then the connection is dropped); None when a range
+    request answers 416.
+
+    `download_blob` is not used: it reads the whole first answer before handing anything
+    out (all of it, from a server that ignores the range), and retries a cut body itself.
+    This is the request it makes, with the errors it raises (`process_storage_error`)."""
+    from azure.core.exceptions import HttpResponseError
+    from azure.storage.blob._shared.response_handlers import process_storage_error
+
+    def keep(response: Any, stream: Any, headers: dict[str, Any]) -> Any:
+        return response.http_response, stream, headers
+
+    try:
+        http, stream, headers = await bc._client.blob.download(
+            range=f"bytes=0-{limit}" if ranged else None,
+            retry_total=0,  # our retry policy is the one that counts
+            cls=keep,
+            # The filesystem's timeouts, as adlfs passes them on its own requests.
+            **getattr(loc.fs, "_timeout_kwargs", {}),
+        )
+    except HttpResponseError as error:
+        if ranged and error.status_code == 416:
+            return None
+        process_storage_error(error)
+    try:
+        size = told_size(headers.get("Content-Range"), headers.get("Content-Length"))
+        if size is not None and size > limit:
+            raise too_large(loc, limit, size)
+        data = await take_capped(stream, limit)
+        if len(data) > limit:
+            raise too_large(loc, limit, size)
+        return headers, data
+    finally:
+        _drop(http)  # a no-op once the body was read to its end
+
+
+def _drop(http: Any) -> None:
+    """Close the connection under a response at once (aiohttp's `close` is synchronous),
+    also when the read was cancelled by the end of the call's time budget."""
+    internal = getattr(http, "internal_response", None)
+    close = getattr(internal, "close", None)
+    if callable(close):
+        close()
 
 
 class AzureStore(AsyncStore):
@@ -24,16 +76,16 @@ class AzureStore(AsyncStore):
     def describe(self, loc: Where) -> str:
         return "Azure Blob (blob versions are not supported yet)"
 
+    @own_timeouts
     async def _get(self, loc: Where, limit: int) -> Blob:
         container, blob, _ = loc.fs.split_path(loc.fullpath)
         async with loc.fs.service_client.get_blob_client(container=container, blob=blob) as bc:
-            # retry_total=0: our retry policy is the one that counts.
-            stream = await bc.download_blob(retry_total=0)
-            if stream.size > limit:
-                raise too_large(loc, limit, stream.size)
-            data = bytes(await stream.readall())
-            props = stream.properties
-            return Blob(data, str(props.etag), modified=props.last_modified)
+            got = await _download_capped(loc, bc, limit, ranged=True)
+            if got is None:  # 416: an empty blob has no byte 0; read it without a range
+                got = await _download_capped(loc, bc, limit, ranged=False)
+            assert got is not None
+            headers, data = got
+            return Blob(data, str(headers["ETag"]), modified=headers.get("Last-Modified"))
 
     def _write_once(self, loc: Where, data: bytes, expect: Expected) -> Written:
         from azure.core import MatchConditions
@@ -44,7 +96,8 @@ class AzureStore(AsyncStore):
         elif expect is Expect.ABSENT:
             conditions.update(mode="create")
         try:
-            out = self.run(loc, "write", loc.fs._pipe_file, loc.fullpath, data, **conditions)
+            pipe = own_timeouts(loc.fs._pipe_file)
+            out = self.run(loc, "write", pipe, loc.fullpath, data, **conditions)
         except FileExistsError as exc:
             raise WriteConflict(f"{loc} exists") from exc
         except Exception as exc:

@@ -8,16 +8,18 @@ checked while the bytes stream in, never after.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import hashlib
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar
 
 import tenacity
 from fsspec.asyn import sync
@@ -39,6 +41,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("mlemremote")
 T = TypeVar("T")
+P = ParamSpec("P")
 
 
 class Where(Protocol):
@@ -335,3 +338,70 @@ class AsyncStore(Store):
             return sync(loc.fs.loop, func, *args, timeout=remaining(loc, what), **kw)
         except FSTimeoutError:
             raise budget_spent(loc, what) from None
+
+
+# -- reading a body under the cap, within the budget -----------------------------------
+READ_CHUNK = 64 * 1024  # the most a store asks of a response body at once
+
+
+async def read_capped(read: Callable[[int], Awaitable[bytes]], limit: int) -> bytes:
+    """A response body, read `READ_CHUNK` bytes at a time until it ends or holds more
+    than `limit` bytes: never more than `limit + 1` bytes are asked for, whatever the
+    server sent or said it would send. The caller closes the response when the result is
+    over `limit` (the rest is never read)."""
+    parts: list[bytes] = []
+    total = 0
+    while total <= limit:
+        chunk = await read(min(READ_CHUNK, limit + 1 - total))
+        if not chunk:
+            break
+        parts.append(chunk)
+        total += len(chunk)
+    return b"".join(parts)
+
+
+async def take_capped(chunks: AsyncIterator[bytes], limit: int) -> bytes:
+    """`read_capped` for a body that an SDK hands out in blocks of its own size: at most
+    one block past the cap is taken from the stream, and at most `limit + 1` bytes kept."""
+    parts: list[bytes] = []
+    total = 0
+    async for chunk in chunks:
+        parts.append(chunk)
+        total += len(chunk)
+        if total > limit:
+            break
+    return b"".join(parts)[: limit + 1]
+
+
+def told_size(content_range: object, content_length: object) -> int | None:
+    """The object's size as the server told it: the total of a Content-Range (an answer
+    to a range request), else the Content-Length of a whole-object answer; None when it
+    did not say. Only ever used to word an error: the cap is enforced on the bytes."""
+    if content_range:
+        total = str(content_range).rpartition("/")[2].strip()
+        return int(total) if total.isdigit() else None
+    if isinstance(content_length, int):
+        return content_length
+    if isinstance(content_length, str) and content_length.strip().isdigit():
+        return int(content_length)
+    return None
+
+
+class RequestTimeout(ConnectionError):
+    """An SDK's own timeout of one request (connect or read): a transient fault, retried
+    within the call's time budget. It must not pass as the end of the budget, which is
+    what `fsspec.asyn.sync` (and so `AsyncStore.run`) makes of any `TimeoutError`."""
+
+
+def own_timeouts(func: Callable[P, Awaitable[T]]) -> Callable[P, Coroutine[Any, Any, T]]:
+    """`func`, with the `TimeoutError`s it raises itself turned into `RequestTimeout`.
+    The budget's end never shows inside `func`: there it is a cancellation."""
+
+    @functools.wraps(func)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return await func(*args, **kwargs)
+        except (asyncio.TimeoutError, TimeoutError) as exc:
+            raise RequestTimeout(f"the request timed out ({type(exc).__name__})") from exc
+
+    return wrapper

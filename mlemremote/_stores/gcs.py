@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 from datetime import datetime, timezone
 from typing import Any
 
@@ -17,8 +16,13 @@ from mlemremote._stores.base import (
     Where,
     WriteConflict,
     Written,
+    own_timeouts,
+    read_capped,
+    told_size,
     too_large,
 )
+
+_ERROR_BODY_CAP = 64 * 1024  # what is read of an error answer, for its message
 
 
 class GCSStore(AsyncStore):
@@ -32,32 +36,32 @@ class GCSStore(AsyncStore):
     def describe(self, loc: Where) -> str:
         return "GCS"
 
+    @own_timeouts
     async def _get(self, loc: Where, limit: int) -> Blob:
-        _quiet_gcsfs_416()
-        fs = loc.fs
-        url = fs.url(loc.fullpath, generation=loc.rev)
-        try:
-            headers, data = await fs._call("GET", url, headers={"Range": f"bytes=0-{limit}"})
-        except Exception as exc:
-            if getattr(exc, "code", None) != 416:
-                raise
-            # An empty object has no byte 0: read it whole (it is empty).
-            headers, data = await fs._call("GET", url)
-        total = str(headers.get("Content-Range", "")).rpartition("/")[2]
-        if total.isdigit() and int(total) > limit:
-            raise too_large(loc, limit, int(total))
+        # One range request for the cap + 1 byte, sent on gcsfs's own session with its
+        # headers (credentials included), read in chunks: the connection is dropped as
+        # soon as the body passes the cap, whatever the server said. gcsfs's `_call` is
+        # not used: it reads whole bodies, and retries 5xx itself for ~30 s.
+        url = loc.fs.url(loc.fullpath, generation=loc.rev)
+        got = await _get_capped(loc, url, limit, ranged=True)
+        if got is None:  # 416: an empty object has no byte 0; read it without a range
+            got = await _get_capped(loc, url, limit, ranged=False)
+        assert got is not None
+        headers, data = got
         generation = str(headers.get("X-Goog-Generation", ""))
-        return Blob(bytes(data), generation, generation or None, _http_date(headers))
+        return Blob(data, generation, generation or None, _http_date(headers))
 
     def _write_once(self, loc: Where, data: bytes, expect: Expected) -> Written:
         fs = loc.fs
+        pipe = own_timeouts(fs._pipe_file)
+        upload = own_timeouts(self._upload_if_generation)
         try:
             if expect is Expect.ANY:
-                out = self.run(loc, "write", fs._pipe_file, loc.fullpath, data)
+                out = self.run(loc, "write", pipe, loc.fullpath, data)
             elif expect is Expect.ABSENT:
-                out = self.run(loc, "write", fs._pipe_file, loc.fullpath, data, mode="create")
+                out = self.run(loc, "write", pipe, loc.fullpath, data, mode="create")
             else:
-                out = self.run(loc, "write", self._upload_if_generation, loc, data, expect)
+                out = self.run(loc, "write", upload, loc, data, expect)
         except FileExistsError as exc:  # gcsfs: 412 Precondition Failed
             if expect is Expect.ANY:
                 raise
@@ -133,18 +137,43 @@ class GCSStore(AsyncStore):
         return [version for _, version in sorted(found, key=lambda f: f[0], reverse=True)]
 
 
-class _Drop416(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "non-retriable exception: , 416" not in record.getMessage()
+async def _get_capped(
+    loc: Where, url: str, limit: int, *, ranged: bool
+) -> tuple[Any, bytes] | None:
+    """GET `url` (headers, and at most `limit` bytes of body), or None when a range
+    request answers 416. Errors are raised as gcsfs raises them (`validate_response`), so
+    that they are classified as before."""
+    from gcsfs.retry import validate_response
 
-
-def _quiet_gcsfs_416() -> None:
-    """gcsfs logs every 416 with a traceback at ERROR level; a range read of an empty
-    object (MLEM's `.mlem/config.yaml` is empty) answers 416 by design, so that one
-    message is dropped."""
-    gcsfs_logger = logging.getLogger("gcsfs")
-    if not any(isinstance(f, _Drop416) for f in gcsfs_logger.filters):
-        gcsfs_logger.addFilter(_Drop416())
+    fs = loc.fs
+    session = await fs._set_session()
+    params = fs._get_params({})
+    async with session.request(
+        "GET",
+        url,
+        headers=fs._get_headers({"Range": f"bytes=0-{limit}"} if ranged else None),
+        params=params or None,
+        timeout=fs.requests_timeout,
+    ) as response:
+        try:
+            if response.status >= 400:
+                text = await read_capped(response.content.read, _ERROR_BODY_CAP)
+                if response.status == 416 and ranged:
+                    return None
+                validate_response(response.status, text[:_ERROR_BODY_CAP], url)
+            size = told_size(
+                response.headers.get("Content-Range"), response.headers.get("Content-Length")
+            )
+            if size is not None and size > limit:
+                raise too_large(loc, limit, size)
+            data = await read_capped(response.content.read, limit)
+            if len(data) > limit:
+                raise too_large(loc, limit, size)
+            return response.headers, data
+        except BaseException:
+            if not response.content.at_eof():
+                response.close()  # over the cap or cancelled: drop the connection
+            raise
 
 
 def _parse_time(text: str) -> datetime:

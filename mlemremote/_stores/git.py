@@ -12,9 +12,20 @@ class GitRevisionStore(Store):
         return f"git revision {loc.rev}"
 
     def _read_once(self, loc: Where, limit: int) -> Blob | None:
-        # The blob's size is known without reading it: a large one is never loaded.
-        size = loc.fs.info(loc.fullpath).get("size")
-        if isinstance(size, int) and size > limit:
+        # The blob's size comes from its object header: a large blob is never inflated
+        # (pygit2's `Blob.size`, which fsspec's `info` asks for, inflates all of it).
+        import pygit2
+
+        repo = loc.fs.repo
+        commit, _ = repo.resolve_refish(loc.fs.ref)
+        try:
+            found = commit.tree[loc.fullpath] if loc.fullpath else commit.tree
+        except KeyError:
+            raise FileNotFoundError(loc.fullpath) from None
+        if not isinstance(found, pygit2.Blob):
+            raise IsADirectoryError(loc.fullpath)
+        _, size = repo.odb.read_header(found.id)
+        if size > limit:
             raise too_large(loc, limit, size)
-        data = bytes(loc.fs.cat_file(loc.fullpath))
+        data = bytes(found.data)
         return Blob(data, content_token(data), loc.rev)

@@ -8,7 +8,16 @@ from __future__ import annotations
 
 import threading
 
-from mlemremote._stores.base import Blob, Expect, Expected, Store, Where, WriteConflict, Written
+from mlemremote._stores.base import (
+    Blob,
+    Expect,
+    Expected,
+    Store,
+    Where,
+    WriteConflict,
+    Written,
+    too_large,
+)
 from mlemremote._stores.base import content_token as _hash
 
 
@@ -29,7 +38,13 @@ class MemoryStore(Store):
 
     def _read_once(self, loc: Where, limit: int) -> Blob | None:
         with self._lock:
+            # The size is known without copying anything; at most the cap + 1 byte is.
+            size = loc.fs.info(loc.fullpath).get("size")
+            if isinstance(size, int) and size > limit:
+                raise too_large(loc, limit, size)
             data = bytes(loc.fs.cat_file(loc.fullpath, start=0, end=limit + 1))
+            if len(data) > limit:
+                raise too_large(loc, limit)
             return Blob(data, self._token(loc, data))
 
     def _write_once(self, loc: Where, data: bytes, expect: Expected) -> Written:

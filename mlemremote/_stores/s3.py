@@ -12,6 +12,9 @@ from mlemremote._stores.base import (
     Where,
     WriteConflict,
     Written,
+    own_timeouts,
+    read_capped,
+    told_size,
     too_large,
 )
 
@@ -22,19 +25,28 @@ class S3Store(AsyncStore):
     def describe(self, loc: Where) -> str:
         return "S3"
 
+    @own_timeouts
     async def _get(self, loc: Where, limit: int) -> Blob:
+        # One GET, its body read in chunks: the connection is dropped as soon as the body
+        # passes the cap, whatever Content-Length the server sent (or none). No Range:
+        # S3 answers a range read of an empty object (a repo's `.mlem/config.yaml`) with
+        # 416, which would cost a second request on the commonest read.
         bucket, key, _ = loc.fs.split_path(loc.fullpath)
         extra = {"VersionId": loc.rev} if loc.rev else {}
         resp = await loc.fs._call_s3("get_object", Bucket=bucket, Key=key, **extra)
+        body = resp["Body"]
         try:
-            if resp.get("ContentLength", 0) > limit:
-                raise too_large(loc, limit, resp["ContentLength"])
-            data = await resp["Body"].read()
+            size = told_size(resp.get("ContentRange"), resp.get("ContentLength"))
+            if size is not None and size > limit:
+                raise too_large(loc, limit, size)
+            data = await read_capped(body.read, limit)
+            if len(data) > limit:
+                raise too_large(loc, limit, size)
         finally:
-            resp["Body"].close()
+            body.close()  # unless the body was read to its end, the connection is dropped
         version = resp.get("VersionId")
         version = None if version in (None, "null") else version
-        return Blob(bytes(data), str(resp["ETag"]), version, resp.get("LastModified"))
+        return Blob(data, str(resp["ETag"]), version, resp.get("LastModified"))
 
     def _write_once(self, loc: Where, data: bytes, expect: Expected) -> Written:
         if expect is Expect.ANY:
@@ -46,7 +58,8 @@ class S3Store(AsyncStore):
             # send them on every GET too).
             conditions = {"IfMatch": expect}
         try:
-            resp = self.run(loc, "write", loc.fs._pipe_file, loc.fullpath, data, **conditions)
+            pipe = own_timeouts(loc.fs._pipe_file)
+            resp = self.run(loc, "write", pipe, loc.fullpath, data, **conditions)
         except OSError as exc:
             if missing_bucket(exc):
                 raise storage_error(loc, "write", exc) from None

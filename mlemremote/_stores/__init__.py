@@ -112,7 +112,7 @@ def read_many(locs: Sequence[Where], concurrency: int) -> dict[int, Answer]:
         outcomes = sync(batch[0].fs.loop, _gather_reads, batch, limit, concurrency, budget)
         for index, loc, outcome in zip(indexes, batch, outcomes, strict=True):
             if isinstance(outcome, Blob) and len(outcome.data) > limit:
-                answers[index] = too_large(loc, limit, len(outcome.data))
+                answers[index] = too_large(loc, limit)
             elif isinstance(outcome, (Blob, MlemError)):
                 answers[index] = outcome
             elif is_missing(outcome, versioned=loc.rev is not None):

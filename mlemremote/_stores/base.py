@@ -125,7 +125,7 @@ class Store:
         limit = current_settings().max_metafile_bytes
         blob = fetch(loc, lambda: self._read_once(loc, limit))
         if blob is not None and len(blob.data) > limit:
-            raise too_large(loc, limit, len(blob.data))
+            raise too_large(loc, limit)
         return blob
 
     async def _get(self, loc: Where, limit: int) -> Blob:

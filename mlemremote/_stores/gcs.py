@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import logging
 from datetime import datetime, timezone
 from typing import Any
 
 from mlemremote._foreign import storage_error
+from mlemremote._redact import redact
 from mlemremote._stores.base import (
     AsyncStore,
     Blob,
@@ -21,6 +23,7 @@ from mlemremote._stores.base import (
     told_size,
     too_large,
 )
+from mlemremote.core.errors import BucketNotFoundError
 
 _ERROR_BODY_CAP = 64 * 1024  # what is read of an error answer, for its message
 
@@ -32,6 +35,7 @@ class GCSStore(AsyncStore):
         # Whether a bucket keeps old generations: asked once per bucket and filesystem,
         # since it decides on every link write whether history needs its own log.
         self._versioning: dict[tuple[int, str], bool] = {}
+        _quiet_gcsfs()
 
     def describe(self, loc: Where) -> str:
         return "GCS"
@@ -66,6 +70,12 @@ class GCSStore(AsyncStore):
             if expect is Expect.ANY:
                 raise
             raise WriteConflict(f"{loc} changed") from exc
+        except FileNotFoundError as exc:  # 404 to an upload: the bucket is not there
+            if self._bucket_missing(loc):
+                raise BucketNotFoundError(
+                    f"cannot write {loc}: its bucket or container does not exist"
+                ) from None
+            raise WriteConflict(f"{loc} is gone") from exc
         generation = str(out["generation"]) if isinstance(out, dict) else None
         return Written(generation, generation)
 
@@ -94,6 +104,16 @@ class GCSStore(AsyncStore):
             data=body,
             json_out=True,
         )
+
+    def _bucket_missing(self, loc: Where) -> bool:
+        bucket = loc.fs.split_path(loc.fullpath)[0]
+        try:
+            self.run(loc, "look up the bucket of", loc.fs._call, "GET", "b/{}", bucket)
+        except FileNotFoundError:
+            return True
+        except Exception:
+            return False
+        return False
 
     def check_versions(self, loc: Where) -> None:
         return None  # an unknown generation reads as missing
@@ -188,3 +208,21 @@ def _http_date(headers: Any) -> datetime | None:
         return parsedate_to_datetime(str(headers.get("Last-Modified", "")))
     except (TypeError, ValueError):
         return None
+
+
+class _QuietGcsfs(logging.Filter):
+    """gcsfs logs each request it gives up on with a traceback at ERROR level; this
+    library raises its own (redacted, one-line) error for it, so the record is made a
+    one-line, redacted DEBUG message (a URL in it may carry a token)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg, record.args = redact(record.getMessage()), ()
+        record.exc_info, record.exc_text, record.stack_info = None, None, None
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return True
+
+
+def _quiet_gcsfs() -> None:
+    gcsfs_logger = logging.getLogger("gcsfs")
+    if not any(isinstance(f, _QuietGcsfs) for f in gcsfs_logger.filters):
+        gcsfs_logger.addFilter(_QuietGcsfs())

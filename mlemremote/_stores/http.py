@@ -34,7 +34,15 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from mlemremote import _policy
-from mlemremote._stores.base import AsyncStore, Blob, Where, content_token, too_large
+from mlemremote._stores.base import (
+    AsyncStore,
+    Blob,
+    Where,
+    content_token,
+    read_capped,
+    told_size,
+    too_large,
+)
 from mlemremote.core.errors import HostNotAllowedError, InvalidLinkError, UnsupportedLocationError
 
 if TYPE_CHECKING:
@@ -42,7 +50,6 @@ if TYPE_CHECKING:
     import yarl
 
 MAX_REDIRECTS = 5
-CHUNK = 64 * 1024  # what one read of the body takes at most
 # What the client buffers ahead of the reader: aiohttp stops reading from the socket past
 # twice this, and the socket's receive buffer is sized to the cap (within these bounds)
 # rather than left to grow (to tens of MB) with the kernel's autotuning.
@@ -163,31 +170,16 @@ async def _body(loc: Where, response: aiohttp.ClientResponse, limit: int) -> Blo
         return Blob(b"", content_token(b""))
     if status not in (200, 206):
         raise HTTPStatusError(status, where)
-    size = _told_size(response)
+    content_range = response.headers.get("Content-Range") if status == 206 else None
+    size = told_size(content_range, response.headers.get("Content-Length"))
     if size is not None and size > limit:
         response.close()
         raise too_large(loc, limit, size)
-    data = bytearray()
-    while True:
-        chunk = await response.content.read(CHUNK)
-        if not chunk:
-            break
-        data += chunk
-        if len(data) > limit:
-            response.close()  # drop the connection: nothing more is downloaded
-            raise too_large(loc, limit, size)
-    body = bytes(data)
+    body = await read_capped(response.content.read, limit)
+    if len(body) > limit:
+        response.close()  # drop the connection: nothing more is downloaded
+        raise too_large(loc, limit, size)
     return Blob(body, content_token(body))
-
-
-def _told_size(response: aiohttp.ClientResponse) -> int | None:
-    """The whole file's size as the server states it: the total of a Content-Range,
-    else the Content-Length of a whole (200) answer; None when it says nothing."""
-    if response.status == 206:
-        total = response.headers.get("Content-Range", "").rpartition("/")[2].strip()
-        return int(total) if total.isdigit() else None
-    length = response.headers.get("Content-Length", "").strip()
-    return int(length) if length.isdigit() else None
 
 
 def _connector(ssl: Any, limit: int) -> aiohttp.TCPConnector:

@@ -40,18 +40,27 @@ def parse_storage_options(items: list[str] | None) -> dict[str, Any] | None:
     """`["a=1", "client_kwargs.endpoint_url=http://x"]` -> `{"a": 1, "client_kwargs": {...}}`."""
     if not items:
         return None
-    import yaml
+    from mlemremote import _yaml
+    from mlemremote.core.errors import MlemError
 
     options: dict[str, Any] = {}
-    for item in items:
+    for number, item in enumerate(items, 1):
         key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise typer.BadParameter(f"expected KEY=VALUE, got {item!r}")
-        value = yaml.safe_load(raw) if raw else ""
+        # Values are never echoed: they are often secrets.
+        if not sep or not key or "" in key.split("."):
+            raise typer.BadParameter(f"storage option {number} is not KEY=VALUE")
+        try:
+            value = _yaml.load(raw.encode(), f"the value of {key}") if raw else ""
+        except MlemError as exc:
+            raise typer.BadParameter(str(exc)) from None
         node = options
         *parents, last = key.split(".")
         for part in parents:
             node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise typer.BadParameter(f"storage option {key} conflicts with {part}")
+        if isinstance(node.get(last), dict):
+            raise typer.BadParameter(f"storage option {key} conflicts with {key}.*")
         node[last] = value
     return options
 

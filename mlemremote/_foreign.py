@@ -195,17 +195,22 @@ def to_mlem_error(exc: BaseException, what: str = "") -> MlemError:
 
 
 def detach(error: MlemError) -> MlemError:
-    """Cut every foreign exception out of `error`'s cause chain (our own errors stay:
-    their messages are redacted); the first one cut is kept as `.original`."""
+    """Cut every foreign exception out of `error`'s cause chain and context (our own
+    errors stay: their messages are redacted); the first one cut is kept as `.original`."""
     current: BaseException = error
-    while True:
-        nxt = current.__cause__ or (None if current.__suppress_context__ else current.__context__)
-        if nxt is None:
-            return error
-        if not isinstance(nxt, MlemError):
-            if error.original is None:
-                error.original = nxt
+    seen: list[BaseException] = []
+    while all(current is not s for s in seen):
+        seen.append(current)
+        for foreign in (current.__cause__, current.__context__):
+            if error.original is None and foreign is not None:
+                error.original = None if isinstance(foreign, MlemError) else foreign
+        if current.__cause__ is not None and not isinstance(current.__cause__, MlemError):
             current.__cause__ = None
             current.__suppress_context__ = True
-            return error
+        if current.__context__ is not None and not isinstance(current.__context__, MlemError):
+            current.__context__ = None
+        nxt = current.__cause__ or current.__context__
+        if nxt is None:
+            break
         current = nxt
+    return error

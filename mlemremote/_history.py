@@ -28,11 +28,11 @@ from typing import Any, Generic, Protocol, TypeVar
 import yaml
 
 from mlemremote import _yaml
-from mlemremote._location import Location, at_revision
+from mlemremote._location import Location, at_revision, confined
 from mlemremote._paths import HISTORY_PREFIX, MLEM_DIR, join, relpath
 from mlemremote._redact import redact
 from mlemremote._stores import Blob, Expect, read_many, store_for
-from mlemremote.core.errors import MlemError, MlemRootNotFound
+from mlemremote.core.errors import InvalidLinkError, MlemError, MlemRootNotFound
 
 logger = logging.getLogger("mlemremote")
 READ_CONCURRENCY = 32  # history entries (or versions) read at once
@@ -75,8 +75,7 @@ class HistoryEntry(Generic[L]):
     note: str = ""
 
     def same_target(self, other: HistoryEntry[L]) -> bool:
-        a, b = self.link, other.link
-        return (a.path, a.repo, a.rev, a.link_type) == (b.path, b.repo, b.rev, b.link_type)
+        return _same(self.link, other.link)
 
 
 def history_folder(target: Location) -> Location | None:
@@ -112,6 +111,8 @@ def log_move(
         folder = history_folder(target)
         if folder is None:
             return
+        if not confined(folder, folder._repo if isinstance(folder._repo, str) else "/"):
+            raise InvalidLinkError(f"{folder}: a symlink in the repo leads the log out of it")
         now = datetime.now(timezone.utc)
         entry = {
             "time": now.isoformat(),
@@ -186,7 +187,14 @@ def _reconcile(
     logged: list[_Logged],
     build: BuildLink[L],
 ) -> list[HistoryEntry[L]]:
-    """Follow the tokens back from the current alias; fill in what the log lacks."""
+    """Follow the tokens back from the current alias; fill in what the log lacks.
+
+    An entry is believed only where it can be checked: the one that names the current
+    token must name the current target, and the one a move replaced must say what that
+    move's `replaced` says; one that does not is skipped with a warning (planted, or
+    from a clock-skewed tool), and the state it claimed is shown as the alias or the
+    `replaced` record has it.
+    """
     by_token: dict[str, _Logged] = {}
     for entry in sorted(logged, key=lambda e: e.time):  # the newest of equal tokens wins
         if entry.token is not None:
@@ -195,54 +203,58 @@ def _reconcile(
     out: list[HistoryEntry[L]] = []
     used: set[int] = set()
 
-    def take(entry: _Logged) -> bool:
+    def checked(entry: _Logged | None, must_be: LinkLike | None) -> _Logged | None:
+        """`entry`, if it is unused, builds, and says what `must_be` says."""
+        if entry is None or id(entry) in used:
+            return None
         link = _link_of(entry.link_content, entry.uri, build)
-        used.add(id(entry))
-        if link is None:
-            return False
-        out.append(HistoryEntry(entry.time, link, entry.token, entry.previous))
-        return True
+        if link is None or (must_be is not None and not _same(link, must_be)):
+            if link is not None:
+                _skip(entry.uri, "its token is the alias's, but not its target")
+            used.add(id(entry))
+            return None
+        return entry
 
-    step = by_token.get(token) if token is not None else None
+    def unrecorded(link: L, version: str | None, when: datetime | None, note: str) -> None:
+        out.append(HistoryEntry(when, link, version, recorded=False, note=note))
+
+    step = checked(by_token.get(token) if token is not None else None, current)
     if step is None:
-        out.append(
-            HistoryEntry(
-                time,
-                _unsaved(current),
-                token,
-                recorded=False,
-                note="the current link; no history entry records this move (another tool, "
-                "or a writer that stopped before logging it, moved the alias)",
-            )
+        unrecorded(
+            _unsaved(current),
+            token,
+            time,
+            "the current link; no history entry records this move (another tool, or a "
+            "writer that stopped before logging it, moved the alias)",
         )
     while True:
-        while step is not None and id(step) not in used:
-            take(step)
+        while step is not None:
+            used.add(id(step))
+            link = _link_of(step.link_content, step.uri, build)
+            if link is not None:
+                out.append(HistoryEntry(step.time, link, step.token, step.previous))
             if step.previous is None:
-                step = None
                 break
-            before = by_token.get(step.previous)
-            if before is None or id(before) in used:
-                if step.replaced is not None:
-                    link = _link_of(step.replaced, step.uri, build)
-                    if link is not None:
-                        out.append(
-                            HistoryEntry(
-                                None,
-                                link,
-                                step.previous,
-                                recorded=False,
-                                note="replaced by the next move; no history entry records "
-                                "how it got there",
-                            )
-                        )
-                step = None
+            replaced = None if step.replaced is None else _link_of(step.replaced, step.uri, build)
+            before = checked(by_token.get(step.previous), replaced)
+            if before is None:
+                if replaced is not None:
+                    unrecorded(
+                        replaced,
+                        step.previous,
+                        None,
+                        "replaced by the next move; no history entry records how it got there",
+                    )
                 break
             step = before
         rest = [e for e in remaining if id(e) not in used]
         if not rest:
             return out
         step = rest[0]  # a break in the chain: continue with the newest entry left
+
+
+def _same(a: LinkLike, b: LinkLike) -> bool:
+    return (a.path, a.repo, a.rev, a.link_type) == (b.path, b.repo, b.rev, b.link_type)
 
 
 def _read_log(folder: Location) -> list[_Logged]:
@@ -281,7 +293,8 @@ def _read_all(locs: Sequence[Location]) -> list[Blob | None]:
 _MISSING_ANSWER: Any = object()
 
 
-def _parse_entry(data: bytes, uri: str) -> _Logged | None:
+def _mapping(data: bytes, uri: str) -> dict[str, Any] | None:
+    """The YAML mapping in `data`, or None (skipped with a warning)."""
     try:
         content = _yaml.load(data, uri)
     except MlemError as exc:
@@ -289,6 +302,13 @@ def _parse_entry(data: bytes, uri: str) -> _Logged | None:
         return None
     if not isinstance(content, dict):
         _skip(uri, "not a YAML mapping")
+        return None
+    return content
+
+
+def _parse_entry(data: bytes, uri: str) -> _Logged | None:
+    content = _mapping(data, uri)
+    if content is None:
         return None
     link, raw_time = content.get("link"), content.get("time")
     token, previous, replaced = (content.get(k) for k in ("token", "previous", "replaced"))
@@ -322,14 +342,8 @@ def _link_of(content: Mapping[str, Any], uri: str, build: BuildLink[L]) -> L | N
 
 
 def _build_link(data: bytes, uri: str, build: BuildLink[L]) -> L | None:
-    try:
-        content = _yaml.load(data, uri)
-    except MlemError as exc:
-        _skip(uri, str(exc))
-        return None
-    if not isinstance(content, dict):
-        return None
-    return _link_of(content, uri, build)
+    content = _mapping(data, uri)
+    return None if content is None else _link_of(content, uri, build)
 
 
 def _skip(uri: str, why: str) -> None:

@@ -8,7 +8,6 @@ it sits below the object classes, whose MLEM methods (`dump`, `load_link`,
 
 from __future__ import annotations
 
-import os
 import posixpath
 import re
 import uuid
@@ -25,6 +24,7 @@ from mlemremote._location import (
     _UNKNOWN,
     Location,
     at_revision,
+    confined,
     is_repo_root,
     resolve,
     single_flight,
@@ -234,14 +234,19 @@ def find_meta(
 ) -> ObjT:
     """Load the object that `loc` names (a metafile, or an object name in a repo).
 
-    `chain`: metafiles already visited while following links; naming one of them again
-    raises `LinkCycleError` before it is read a second time.
+    `chain`: metafiles already visited while following links (so `loc` is a link's
+    target): naming one of them again raises `LinkCycleError` before it is read a second
+    time, and on local disk no file is read that a symlink places outside the link's
+    repo, whichever name (`x`, `x.mlem`, `.mlem/<type>/x.mlem`) it is found under.
     """
     tried: list[str] = []
     for candidate in _candidates(loc, repo_given, prefer):
         key = str(candidate)
         if chain is not None and key in chain:
             raise LinkCycleError([*chain, key])
+        repo = candidate._repo
+        if chain is not None and isinstance(repo, str) and not confined(candidate, repo):
+            raise InvalidLinkError(f"{chain[-1]}: {key} is a symlink that leads out of the repo")
         tried.append(key)
         obj = read_object(candidate, build)
         if obj is not None:
@@ -318,7 +323,6 @@ def _target(link: Link, base: Location | None) -> Location:
             full = join(repo, link.path)
             if not _inside(full, repo, join(repo, _plain(link.path))):
                 raise InvalidLinkError(f"{base}: path {_show(link.path)} leaves the repo")
-            _check_real(base, full, repo)
             return base.sibling(full, repo=repo)
         if base.bucket and link.path.split("/", 1)[0] == base.bucket != "/":
             folder = ""  # MLEM on object stores wrote `bucket/key` without the scheme
@@ -330,7 +334,7 @@ def _target(link: Link, base: Location | None) -> Location:
     if repo is not None:
         if not _inside(full, repo, plain_full):
             raise InvalidLinkError(f"{base}: path {_show(link.path)} leaves the repo")
-        _check_real(base, full, repo)
+        return base.sibling(full, repo=repo)  # confined to it, symlinks too (`find_meta`)
     elif not _inside(full, folder, plain_full):
         # It climbs: it must not climb out of a repo on its way up. Only the folders it
         # climbs out of can be that repo's root (one probe each, shared in the call).
@@ -343,15 +347,6 @@ def _target(link: Link, base: Location | None) -> Location:
                 )
             current = posixpath.dirname(current)
     return base.sibling(full)
-
-
-def _check_real(base: Location, full: str, repo: str) -> None:
-    """On local disk, a symlink inside the repo must not lead out of it either."""
-    if not base.is_local:
-        return
-    real_repo = os.path.realpath(repo)
-    if not is_inside(os.path.realpath(full), real_repo):
-        raise InvalidLinkError(f"{base}: {full} is a symlink that leads out of the repo")
 
 
 def _show(value: str) -> str:
@@ -382,7 +377,6 @@ def _repo_link_target(link: Link, repo: str, base: Location | None) -> Location:
     full = join(repo_loc.fullpath, link.path)
     if not _inside(full, repo_loc.fullpath, join(repo_loc.fullpath, _plain(link.path))):
         raise InvalidLinkError(f"{where}: path {_show(link.path)} leaves repo {repo}")
-    _check_real(repo_loc, full, repo_loc.fullpath)
     return repo_loc.sibling(full, repo=repo_loc.fullpath)
 
 
@@ -512,7 +506,10 @@ def target_location(
         folder = (
             repo_loc.fullpath if external else join(repo_loc.fullpath, MLEM_DIR, folder_of_type)
         )
-        return repo_loc.sibling(join(folder, name + MLEM_EXT), repo=repo_loc.fullpath)
+        target = repo_loc.sibling(join(folder, name + MLEM_EXT), repo=repo_loc.fullpath)
+        if not confined(target, repo_loc.fullpath):
+            raise InvalidLinkError(f"{target}: a symlink in the repo leads this write out of it")
+        return target
     if not isinstance(path, str) or path.endswith("/"):
         raise InvalidLinkError(
             f"target {_yaml.describe_value(path)} is not a file name (it ends with '/' or "

@@ -249,7 +249,7 @@ def resolve(
         fs = _filesystem_for(scheme, uri, storage_options, like)
         fullpath = fs._strip_protocol(uri)
         if scheme == "file":
-            if not fullpath:
+            if not uri.split("://", 1)[1].strip("/"):  # fsspec would make it the cwd
                 raise InvalidLinkError(f"{_short(path)} names no path")
             fullpath = os.path.abspath(fullpath)
     loc = Location(fs, fullpath, scheme)
@@ -418,3 +418,11 @@ def anchor_remotes(loc: Location) -> None:
     if repo is not None:
         config = loc.sibling(join(repo, MLEM_DIR, CONFIG_FILE), repo=None)
         remotes.repo_config = (lambda: read_bytes(config), str(config))
+
+
+def confined(loc: Location, root: str) -> bool:
+    """On local disk: is `loc` inside `root` once symlinks are resolved? (A symlink in a
+    repo must not lead a link, or a write, out of it.) Elsewhere there are no symlinks."""
+    if not loc.is_local:
+        return True
+    return is_inside(os.path.realpath(loc.fullpath), os.path.realpath(root))

@@ -1,9 +1,12 @@
 """Reading YAML that someone else wrote: metafiles, history entries, repo configs.
 
 Safe loading only, and no aliases either (an alias bomb would expand exponentially;
-MLEM never writes them). Every problem is a `DeserializationError` that says where
-(line and column) and what kind of problem it is, never what the line says: a file a
-hostile link names may be a credentials file.
+MLEM never writes them). Integers are bounded too: no base-60 integers (`1:2:3:...`,
+whose conversion takes quadratic time) and no integer of more than 4,300 digits in any
+base (Python refuses to print one, so no message or `dump` could show it). Every
+problem is a `DeserializationError` that says where (line and column) and what kind of
+problem it is, never what the file says: a file a hostile link names may be a
+credentials file, so quoted text in a parser's message is left out.
 
 >>> load(b"object_type: model\\n", "m.mlem")
 {'object_type': 'model'}
@@ -11,15 +14,35 @@ hostile link names may be a credentials file.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import yaml
 
 from mlemremote.core.errors import DeserializationError
 
+MAX_INT_BITS = 14_000  # about 4,200 decimal digits: Python's str() refuses past 4,300
+# What a parser quotes from the file (a tag, a value, a directive): more than a
+# punctuation mark between quotes or angle brackets.
+_QUOTED = re.compile(r"'[^']{4,}'|\"[^\"]{4,}\"|<[^>]{4,}>")
+
+
+def _construct_int(loader: Any, node: Any) -> int:
+    text = str(loader.construct_scalar(node))
+    if ":" in text:
+        raise yaml.constructor.ConstructorError(
+            None, None, "base-60 integers are not allowed", node.start_mark
+        )
+    value = yaml.constructor.SafeConstructor.construct_yaml_int(loader, node)
+    if abs(value).bit_length() > MAX_INT_BITS:
+        raise yaml.constructor.ConstructorError(
+            None, None, "an integer has more than 4,200 digits", node.start_mark
+        )
+    return int(value)
+
 
 class StrictLoader(yaml.SafeLoader):
-    """`yaml.SafeLoader` without aliases."""
+    """`yaml.SafeLoader` without aliases and with bounded integers."""
 
     def compose_node(self, parent: Any, index: Any) -> Any:
         if self.check_event(yaml.AliasEvent):
@@ -30,7 +53,15 @@ class StrictLoader(yaml.SafeLoader):
         return super().compose_node(parent, index)
 
 
-_FAST_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+StrictLoader.add_constructor("tag:yaml.org,2002:int", _construct_int)
+
+
+class _FastLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """libyaml's safe loader (several times faster), with bounded integers; used only
+    for text that cannot hold an alias."""
+
+
+_FastLoader.add_constructor("tag:yaml.org,2002:int", _construct_int)
 
 
 def load(data: bytes, uri: str) -> Any:
@@ -44,27 +75,25 @@ def load(data: bytes, uri: str) -> Any:
         # then safe and several times faster (it matters for load_many).
         if "&" in text or "*" in text:
             return yaml.load(text, Loader=StrictLoader)
-        return yaml.load(text, Loader=_FAST_LOADER)
+        return yaml.load(text, Loader=_FastLoader)
     except yaml.YAMLError as exc:
-        raise DeserializationError(f"{uri}: malformed YAML ({where(exc)})") from None
-    except (ValueError, RecursionError, OverflowError, MemoryError) as exc:
-        # An integer of more than 4300 digits, nesting deeper than the stack, ...
-        kind = "nested too deeply" if isinstance(exc, RecursionError) else _short(exc)
-        raise DeserializationError(f"{uri}: cannot be read as YAML ({kind})") from None
+        problem = f"malformed YAML ({where(exc)})"
+    except RecursionError:
+        problem = "cannot be read as YAML (nested too deeply)"
+    except Exception as exc:  # the constructors raise KeyError, ValueError, ... too
+        problem = f"cannot be read as YAML ({type(exc).__name__})"
+    raise DeserializationError(f"{uri}: {problem}")
 
 
 def where(exc: yaml.YAMLError) -> str:
-    """What kind of YAML error, and where: never the text of the line."""
+    """What kind of YAML error, and where: never the text of the line, nor anything the
+    parser quotes from it (a tag, a value)."""
     mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
     problem = getattr(exc, "problem", None) or getattr(exc, "context", None) or "cannot parse"
-    problem = _short_text(str(problem))
+    problem = _short_text(_QUOTED.sub("'...'", str(problem)))
     if mark is None:
         return problem
     return f"{problem} at line {mark.line + 1}, column {mark.column + 1}"
-
-
-def _short(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {_short_text(str(exc))}"
 
 
 def _short_text(text: str, limit: int = 120) -> str:
@@ -74,5 +103,8 @@ def _short_text(text: str, limit: int = 120) -> str:
 
 def describe_value(value: object, limit: int = 60) -> str:
     """A value read from a file, for an error message: its repr, shortened (escaped)."""
-    text = repr(value)
+    try:
+        text = repr(value)
+    except Exception:  # an object that cannot even be shown (a huge integer, ...)
+        return f"<a {type(value).__name__}>"
     return text if len(text) <= limit else text[: limit - 4] + "...'"

@@ -28,6 +28,7 @@ from mlemremote._settings import Settings, configured
 from mlemremote._settings import configure as _configure
 from mlemremote._stores import Expect, WriteConflict, store_for
 from mlemremote.core.errors import (
+    InvalidArgumentError,
     InvalidLinkError,
     MlemError,
     MlemObjectNotSavedError,
@@ -39,6 +40,20 @@ StorageOptions = Mapping[str, Any]
 
 
 resolve_location = public(_location.resolve)  # the package root's `resolve`
+
+
+def _check_flags(**flags: object) -> None:
+    """True/False arguments must be booleans (None where it means "MLEM's default")."""
+    for name, value in flags.items():
+        if not isinstance(value, bool) and not (name == "external" and value is None):
+            raise InvalidArgumentError(f"{name} must be True or False, not {value!r:.60}")
+
+
+def _check_concurrency(concurrency: object) -> None:
+    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+        raise InvalidArgumentError(
+            f"concurrency must be a whole number >= 1, not {concurrency!r:.60}"
+        )
 
 
 @public
@@ -75,6 +90,8 @@ def load_many(
     >>> [type(r).__name__ for r in load_many([folder + "/rf", folder + "/missing"])]
     ['MlemModel', 'MlemObjectNotFound']
     """
+    _check_concurrency(concurrency)
+    _check_flags(follow_links=follow_links)
     return _bulk.load_many(
         paths,
         repo,
@@ -106,6 +123,7 @@ def check(
     >>> [(r.uri.rsplit("/", 1)[-1], r.status) for r in check(repo)]
     [('latest.mlem', 'ok')]
     """
+    _check_concurrency(concurrency)
     found = _bulk.check_links(
         repo_or_prefix, storage_options=storage_options, concurrency=concurrency
     )
@@ -136,6 +154,7 @@ def load_meta(
     >>> load_meta(os.path.join(folder, "rf")).model_type
     {'type': 'sklearn'}
     """
+    _check_flags(follow_links=follow_links)
     loc = resolve(path, repo, rev, storage_options=storage_options)
     anchor_remotes(loc)
     return _links.load(
@@ -179,6 +198,7 @@ def link(
     './models/rf.mlem'
     """
     _links.check_expected(expected)  # before anything is read or written
+    _check_flags(external=external, follow_links=follow_links, absolute=absolute, pin=pin)
     if isinstance(target, str):
         refuse_secrets(target)
     if pin and rev is not None:

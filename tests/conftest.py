@@ -238,6 +238,43 @@ def reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return seen
 
 
+# -- a fault-injecting proxy in front of each cloud (test_faults, test_limits) ------------
+CLOUDS = ["s3-moto", "s3-seaweedfs", "gcs", "azure"]
+
+
+def upstream_of(name: str, endpoints: Endpoints) -> str:
+    if name.startswith("s3-"):
+        return endpoints.s3[name[3:]]
+    if name == "gcs":
+        return endpoints.gcs
+    part = next(p for p in endpoints.azure.split(";") if p.startswith("BlobEndpoint="))
+    return part.split("=", 1)[1].rsplit("/", 1)[0]
+
+
+@pytest.fixture(params=CLOUDS)
+def proxied(
+    request: pytest.FixtureRequest, endpoints: Endpoints, tmp_path: Path
+) -> Iterator[tuple[Backend, Any]]:
+    """A fresh bucket on each cloud, reached through a fault proxy (tests/faultproxy.py)."""
+    from faultproxy import FaultProxy
+
+    name = request.param
+    direct = make_backend(name, endpoints, tmp_path)  # creates the bucket, directly
+    proxy = FaultProxy(upstream_of(name, endpoints))
+    url = proxy.start()
+    if name.startswith("s3-"):
+        options = s3_options(url)
+    elif name == "gcs":
+        options = gcs_options(url)
+    else:
+        options = azure_options(endpoints.azure.replace(upstream_of(name, endpoints), url))
+    fs = fsspec.filesystem(direct.scheme, **options)
+    try:
+        yield Backend(name, direct.scheme, direct.root, options, fs), proxy
+    finally:
+        proxy.stop()
+
+
 @pytest.fixture
 def other_backend(endpoints: Endpoints, tmp_path: Path) -> Any:
     """Make a second backend (any name in BACKENDS) inside one test."""

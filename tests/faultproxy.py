@@ -24,6 +24,7 @@ stopped reading and disconnected (or the body ended).
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import threading
 import time
@@ -94,7 +95,9 @@ class FaultProxy:
         self.injected: Counter[str] = Counter()
         self.requests: Counter[str] = Counter()  # "METHOD path" -> times seen
         self.transfers: list[Transfer] = []  # every GET body streamed, in order
-        self.huge_bytes = 1 << 30  # the body of the "huge-body" faults
+        # The body of the "huge-body" faults (set lower to run the tests against a reader
+        # that would download it whole, without exhausting the machine's memory).
+        self.huge_bytes = int(os.environ.get("MLEMREMOTE_TEST_HUGE_BYTES", str(1 << 30)))
         self.trickle_interval = 0.5  # seconds between two bytes of a "trickle" body
         self._lock = threading.Lock()
         self._loop = asyncio.new_event_loop()

@@ -8,52 +8,16 @@ never leave a partial alias: it is always the old content or the new.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from pathlib import Path
 
-import fsspec
 import pytest
-from conftest import REPORT, Backend, azure_options, gcs_options, make_backend, s3_options
+from conftest import REPORT, Backend
 from faultproxy import FaultProxy
-from services import Endpoints
 
 from mlemremote.api import configured, history, init, link, load_many, load_meta
 from mlemremote.core.errors import MlemObjectNotFound, StorageError
 from mlemremote.core.objects import MlemModel
 
-CLOUDS = ["s3-moto", "s3-seaweedfs", "gcs", "azure"]
 FAULT_SUMMARY = REPORT["fault injection"]
-
-
-def upstream_of(name: str, endpoints: Endpoints) -> str:
-    if name.startswith("s3-"):
-        return endpoints.s3[name[3:]]
-    if name == "gcs":
-        return endpoints.gcs
-    part = next(p for p in endpoints.azure.split(";") if p.startswith("BlobEndpoint="))
-    return part.split("=", 1)[1].rsplit("/", 1)[0]
-
-
-@pytest.fixture(params=CLOUDS)
-def proxied(
-    request: pytest.FixtureRequest, endpoints: Endpoints, tmp_path: Path
-) -> Iterator[tuple[Backend, FaultProxy]]:
-    """A fresh bucket on `cloud`, reached through a fault proxy."""
-    name = request.param
-    direct = make_backend(name, endpoints, tmp_path)  # creates the bucket, directly
-    proxy = FaultProxy(upstream_of(name, endpoints))
-    url = proxy.start()
-    if name.startswith("s3-"):
-        options = s3_options(url)
-    elif name == "gcs":
-        options = gcs_options(url)
-    else:
-        options = azure_options(endpoints.azure.replace(upstream_of(name, endpoints), url))
-    fs = fsspec.filesystem(direct.scheme, **options)
-    try:
-        yield Backend(name, direct.scheme, direct.root, options, fs), proxy
-    finally:
-        proxy.stop()
 
 
 def setup_alias(b: Backend) -> str:

@@ -16,19 +16,15 @@ Figures (bytes sent before the client stopped, times) go to `REPORT["size cap"]`
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import fsspec
 import pytest
-from conftest import REPORT, Backend, azure_options, gcs_options, make_backend, s3_options
+from conftest import REPORT, Backend
 from faultproxy import FaultProxy, Transfer
-from services import Endpoints
 
 from mlemremote.api import configured, init, load_many, load_meta
 from mlemremote.core.errors import (
@@ -39,7 +35,6 @@ from mlemremote.core.errors import (
 )
 from mlemremote.core.objects import MlemModel
 
-CLOUDS = ["s3-moto", "s3-seaweedfs", "gcs", "azure"]
 CAP = 4096
 # What may be sent past the cap before the client has stopped and closed the connection:
 # the stores ask for at most 64 KiB at a time (Azure's SDK hands out blocks of up to
@@ -48,42 +43,7 @@ CAP = 4096
 # One MiB is generous for all of it; the whole body is 1 GiB.
 SLACK = 1 << 20
 BIG = 8 << 20  # an over-cap metafile that really is that big
-# The body of the huge-body faults (set lower to run these tests against a reader that
-# would download it whole, without exhausting the memory of the machine).
-HUGE = int(os.environ.get("MLEMREMOTE_TEST_HUGE_BYTES", str(1 << 30)))
 SIZE_REPORT = REPORT["size cap"]
-
-
-def upstream_of(name: str, endpoints: Endpoints) -> str:
-    if name.startswith("s3-"):
-        return endpoints.s3[name[3:]]
-    if name == "gcs":
-        return endpoints.gcs
-    part = next(p for p in endpoints.azure.split(";") if p.startswith("BlobEndpoint="))
-    return part.split("=", 1)[1].rsplit("/", 1)[0]
-
-
-@pytest.fixture(params=CLOUDS)
-def proxied(
-    request: pytest.FixtureRequest, endpoints: Endpoints, tmp_path: Path
-) -> Iterator[tuple[Backend, FaultProxy]]:
-    """A fresh bucket on `cloud`, reached through a fault proxy."""
-    name = request.param
-    direct = make_backend(name, endpoints, tmp_path)  # creates the bucket, directly
-    proxy = FaultProxy(upstream_of(name, endpoints))
-    proxy.huge_bytes = HUGE
-    url = proxy.start()
-    if name.startswith("s3-"):
-        options = s3_options(url)
-    elif name == "gcs":
-        options = gcs_options(url)
-    else:
-        options = azure_options(endpoints.azure.replace(upstream_of(name, endpoints), url))
-    fs = fsspec.filesystem(direct.scheme, **options)
-    try:
-        yield Backend(name, direct.scheme, direct.root, options, fs), proxy
-    finally:
-        proxy.stop()
 
 
 def model_bytes(size: int = 0) -> bytes:
@@ -165,7 +125,7 @@ def test_server_that_sends_too_much_is_cut_off(
         load_meta(b.uri("m"), **so)
     took = time.monotonic() - start
     assert "m.mlem" in str(info.value)
-    assert_truthful(info.value, HUGE, BIG)
+    assert_truthful(info.value, proxy.huge_bytes, BIG)
     if fault == "huge-body-lying":  # it claimed a small size: only "more than" is true
         assert f"has more than {CAP} bytes" in str(info.value)
     assert gets_of(proxy, "m.mlem") == 1  # a cap error is not retried

@@ -58,6 +58,7 @@ import posixpath
 import stat
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from typing import Any
@@ -72,9 +73,10 @@ from mlemremote._stores.base import (
     WriteConflict,
     Written,
     content_token,
+    remaining,
     too_large,
 )
-from mlemremote.core.errors import NotAFileError, StorageError
+from mlemremote.core.errors import NotAFileError, StorageError, TimeBudgetError
 
 logger = logging.getLogger("mlemremote")
 
@@ -125,7 +127,10 @@ class LocalStore(Store):
         if expect is Expect.ABSENT:
             return Written(_create(path, data, str(loc)))
         limit = current_settings().max_metafile_bytes
-        return Written(compare_and_swap(path, data, expect, limit=limit, where=str(loc)))
+        budget = remaining(loc, "write")
+        return Written(
+            compare_and_swap(path, data, expect, limit=limit, where=str(loc), budget=budget)
+        )
 
 
 # -- reading ---------------------------------------------------------------------------
@@ -272,13 +277,14 @@ def compare_and_swap(
     limit: int,
     where: str,
     between: Between | None = None,
+    budget: float = 60.0,
 ) -> str:
     """Put `data` at `path` if the file there has the token `expect` (see the module's
     doc); its new token. `WriteConflict` when the token does not hold, `NotAFileError`
     when something that is not a file is there. `between` is called between the steps."""
     step = between or (lambda name: None)
     folder = os.path.dirname(path)
-    with _folder_lock(folder):
+    with _folder_lock(folder, budget, where):
         refuse_non_file(path, where)
         if token_of(path, limit, strict=True, where=where) != expect:
             raise WriteConflict(f"{where} changed")
@@ -382,11 +388,26 @@ def _same_file(path: str, fd: int) -> bool:
 
 
 @contextlib.contextmanager
-def _folder_lock(folder: str) -> Iterator[None]:
-    """An exclusive lock on the folder itself (no lock file left behind)."""
+def _folder_lock(folder: str, budget: float, where: str) -> Iterator[None]:
+    """An exclusive lock on the folder itself (no lock file left behind), waited for
+    at most `budget` seconds: a writer that hangs (or is stopped) while it holds the
+    lock cannot hold this call beyond its time budget (`TimeBudgetError`)."""
     fd = os.open(folder, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        deadline = time.monotonic() + budget
+        pause = 0.005
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() + pause > deadline:
+                    raise TimeBudgetError(
+                        f"cannot write {where}: another writer has held the lock on its "
+                        f"folder for the whole time budget ({budget:.3g} s)"
+                    ) from None
+                time.sleep(pause)
+                pause = min(pause * 2, 0.1)
         yield
     finally:
         os.close(fd)  # closing releases the lock

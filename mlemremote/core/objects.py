@@ -285,9 +285,13 @@ def parse(data: bytes, uri: str) -> MlemObject:
 def _problems(exc: ValidationError, skip: int = 1) -> str:
     """Where the fields are wrong and how, never the values themselves (`skip`: the
     leading parts of each error's location that name the union's member)."""
+    # Only the field's own name: the keys below it come from the file (they may be
+    # anything, a secret included).
     return "; ".join(
-        f"{'.'.join(str(p) for p in err['loc'][skip:]) or 'object'}: {err['msg']}"
-        for err in exc.errors(include_input=False, include_url=False)[:10]
+        dict.fromkeys(
+            f"{err['loc'][skip] if len(err['loc']) > skip else 'object'}: {err['msg']}"
+            for err in exc.errors(include_input=False, include_url=False)[:10]
+        )
     )
 
 

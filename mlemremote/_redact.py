@@ -30,6 +30,15 @@ _QUERY = re.compile(
     r"(?i)([?&;](?:sig|signature|token|key|apikey|api_key|secret|credential|auth|code|"
     r"sas)=)([^;&#\s\"'<>]+)"
 )
+# In JSON or a dict's repr (google-auth, OAuth answers): "access_token": "ya29...".
+_KEYED = re.compile(
+    r"""(?i)(["']?(?:access_token|refresh_token|id_token|client_secret|private_key|"""
+    r"""private_key_id|password|secret_access_key|session_token|sas_token|account_key)"""
+    r"""["']?\s*:\s*["']?)([^"',;&\s}]+)"""
+)
+_PEM = re.compile(
+    r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?(-----END [A-Z ]*PRIVATE KEY-----|$)", re.S
+)
 _USERINFO_HTTP = re.compile(r"(?i)\b(https?://)[^/\s@?#]+@")
 _USERINFO_WITH_PASSWORD = re.compile(r"(://)[^/\s@:?#]+:[^/\s@?#]+@")
 _BEARER = re.compile(r"(?i)\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]{8,}")
@@ -70,6 +79,8 @@ def remember(options: Mapping[str, Any] | None) -> None:
 
 
 def redact(text: str) -> str:
+    text = _PEM.sub(f"-----{MASK} PRIVATE KEY-----", text)
+    text = _KEYED.sub(lambda m: f"{m.group(1)}{MASK}", text)
     text = _USERINFO_HTTP.sub(rf"\1{MASK}@", text)
     text = _USERINFO_WITH_PASSWORD.sub(rf"\1{MASK}@", text)
     text = _PARAMS.sub(lambda m: f"{m.group(1)}={MASK}", text)

@@ -142,11 +142,20 @@ def test_redaction_masks_secrets_but_not_words(monkeypatch: pytest.MonkeyPatch) 
     _redact.remember({"secret": "test", "key": "AKIAEXAMPLEKEY1"})
     text = _redact.redact(
         "latest testing attest s3://b/test/x key=AKIAEXAMPLEKEY1 https://u:p4ss@h/x "
-        "https://h/x?sig=abc123&sv=1 Authorization: Bearer abcdefghijklmnop"
+        "https://h/x?sig=abc123&sv=1 Authorization: Bearer abcdefghijklmnop "
+        "RefreshError('invalid_grant', {'access_token': 'ya29SECRETTOKEN', 'x': 1}) "
+        '{"private_key": "-----BEGIN PRIVATE KEY-----\\nMIIEPEMSECRET\\n-----END PRIVATE KEY-----"}'
     )
     assert "latest testing attest" in text and "test_x" in _redact.redact("test_x")
     assert "s3://b/***/x" in text  # the secret standing alone is masked
-    for secret in ("AKIAEXAMPLEKEY1", "p4ss", "abc123", "abcdefghijklmnop"):
+    for secret in (
+        "AKIAEXAMPLEKEY1",
+        "p4ss",
+        "abc123",
+        "abcdefghijklmnop",
+        "ya29SECRET",
+        "PEMSECRET",
+    ):
         assert secret not in text
 
 

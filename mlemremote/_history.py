@@ -17,12 +17,13 @@ comes first anyway, marked `recorded=False`; a state that only a later entry rem
 
 from __future__ import annotations
 
+import json
 import logging
 import posixpath
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, Generic, Protocol, TypeVar
 
 import yaml
@@ -36,6 +37,7 @@ from mlemremote.core.errors import InvalidLinkError, MlemError, MlemRootNotFound
 
 logger = logging.getLogger("mlemremote")
 READ_CONCURRENCY = 32  # history entries (or versions) read at once
+CLOCK_SKEW = timedelta(minutes=10)  # entries dated later than now + this are not believed
 
 
 class LinkLike(Protocol):
@@ -195,13 +197,26 @@ def _reconcile(
     from a clock-skewed tool), and the state it claimed is shown as the alias or the
     `replaced` record has it.
     """
-    by_token: dict[str, _Logged] = {}
-    for entry in sorted(logged, key=lambda e: e.time):  # the newest of equal tokens wins
-        if entry.token is not None:
-            by_token[entry.token] = entry
-    remaining = sorted(logged, key=lambda e: e.time, reverse=True)
     out: list[HistoryEntry[L]] = []
     used: set[int] = set()
+    soon = datetime.now(timezone.utc) + CLOCK_SKEW
+    by_token: dict[str, _Logged] = {}
+    claims: dict[str, set[str]] = {}
+    for entry in logged:
+        if entry.time > soon:  # a clock far ahead, or planted to come first
+            _skip(entry.uri, "it is dated in the future")
+            used.add(id(entry))
+        elif entry.token is not None:
+            by_token[entry.token] = entry
+            claims.setdefault(entry.token, set()).add(_claim(entry))
+    for token_claimed, said in claims.items():
+        if len(said) > 1:  # two entries say different things of one write: believe neither
+            for entry in logged:
+                if entry.token == token_claimed and id(entry) not in used:
+                    _skip(entry.uri, "another entry records the same write differently")
+                    used.add(id(entry))
+            del by_token[token_claimed]
+    remaining = sorted(logged, key=lambda e: e.time, reverse=True)
 
     def checked(entry: _Logged | None, must_be: LinkLike | None) -> _Logged | None:
         """`entry`, if it is unused, builds, and says what `must_be` says."""
@@ -251,6 +266,13 @@ def _reconcile(
         if not rest:
             return out
         step = rest[0]  # a break in the chain: continue with the newest entry left
+
+
+def _claim(entry: _Logged) -> str:
+    """What an entry says of its write, as one comparable text."""
+    return json.dumps(
+        [entry.link_content, entry.previous, entry.replaced], sort_keys=True, default=str
+    )
 
 
 def _same(a: LinkLike, b: LinkLike) -> bool:

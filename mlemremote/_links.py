@@ -330,7 +330,10 @@ def _target(link: Link, base: Location | None) -> Location:
     plain_full = join(folder, _plain(link.path))
     if not _inside(full, base.bucket, plain_full):
         raise InvalidLinkError(f"{base}: path {_show(link.path)} leaves {base.uri_of(base.bucket)}")
-    repo = base._repo if base._repo is not _UNKNOWN else repo_from_path(base.fullpath)
+    if base.is_local:  # a probe on disk costs next to nothing: know the repo, always
+        repo = base.repo
+    else:
+        repo = base._repo if base._repo is not _UNKNOWN else repo_from_path(base.fullpath)
     if repo is not None:
         if not _inside(full, repo, plain_full):
             raise InvalidLinkError(f"{base}: path {_show(link.path)} leaves the repo")
@@ -369,9 +372,15 @@ def _repo_link_target(link: Link, repo: str, base: Location | None) -> Location:
         # MLEM on object stores wrote `bucket/path` without the scheme: same filesystem.
         repo_loc = base.sibling(posixpath.normpath(repo.lstrip("/")), repo=None)
     else:
-        if scheme is None and base is not None and not repo.startswith("/"):
+        relative = scheme is None and base is not None and not repo.startswith("/")
+        if relative and base is not None:
             repo = join(posixpath.dirname(base.fullpath), repo)
         repo_loc = resolve(repo, like=base)
+        # A relative `repo:` names a folder of the link's own repo: also for real, not
+        # through a symlink that leads out of it.
+        own = base.repo if relative and base is not None else None
+        if own is not None and not confined(repo_loc, own):
+            raise InvalidLinkError(f"{where}: repo {_show(repo)} leads out of the repo")
     if split_scheme(link.path)[0] is not None or link.path.startswith("/"):
         raise InvalidLinkError(f"{where}: with 'repo', 'path' must be repo-relative")
     full = join(repo_loc.fullpath, link.path)

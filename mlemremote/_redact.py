@@ -41,7 +41,10 @@ _PEM = re.compile(
 )
 _USERINFO_HTTP = re.compile(r"(?i)\b(https?://)[^/\s@?#]+@")
 _USERINFO_WITH_PASSWORD = re.compile(r"(://)[^/\s@:?#]+:[^/\s@?#]+@")
-_BEARER = re.compile(r"(?i)\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]{8,}")
+# An Authorization header's credentials, and a bare "Bearer <token>" (case-sensitive:
+# "basic classifier" and "bearer tokenizer" are ordinary words in a path).
+_AUTH_HEADER = re.compile(r"""(?i)(authorization["']?\s*[:=]\s*["']?[a-z]+\s+)[^\s"',;]+""")
+_BEARER = re.compile(r"\b(Bearer)\s+[A-Za-z0-9._~+/=-]{12,}")
 _SECRET_ENV = (
     "AWS_SECRET_ACCESS_KEY",
     "AWS_SESSION_TOKEN",
@@ -85,6 +88,7 @@ def redact(text: str) -> str:
     text = _USERINFO_WITH_PASSWORD.sub(rf"\1{MASK}@", text)
     text = _PARAMS.sub(lambda m: f"{m.group(1)}={MASK}", text)
     text = _QUERY.sub(lambda m: f"{m.group(1)}{MASK}", text)
+    text = _AUTH_HEADER.sub(lambda m: f"{m.group(1)}{MASK}", text)
     text = _BEARER.sub(lambda m: f"{m.group(1)} {MASK}", text)
     secrets = set(_known)
     secrets.update(os.environ[v] for v in _SECRET_ENV if len(os.environ.get(v, "")) >= 4)

@@ -1,7 +1,10 @@
 """Reading YAML that someone else wrote: metafiles, history entries, repo configs.
 
 Safe loading only, and no aliases either (an alias bomb would expand exponentially;
-MLEM never writes them). Integers are bounded too: no base-60 integers (`1:2:3:...`,
+MLEM never writes them). A document is first scanned by libyaml's parser (in C, no
+objects built): one with an alias, or with more than `MAX_NODES` nodes, is refused
+before anything is constructed, so a 1 MiB metafile costs milliseconds, never seconds.
+Integers are bounded too: no base-60 integers (`1:2:3:...`,
 whose conversion takes quadratic time) and no integer of more than 4,300 digits in any
 base (Python refuses to print one, so no message or `dump` could show it). Every
 problem is a `DeserializationError` that says where (line and column) and what kind of
@@ -22,6 +25,7 @@ import yaml
 from mlemremote.core.errors import DeserializationError
 
 MAX_INT_BITS = 14_000  # about 4,200 decimal digits: Python's str() refuses past 4,300
+MAX_NODES = 100_000  # MLEM's metafiles hold hundreds; a list of 500,000 items is an attack
 # What a parser quotes from the file (a tag, a value, a directive): more than a
 # punctuation mark between quotes or angle brackets.
 _QUOTED = re.compile(r"'[^']{4,}'|\"[^\"]{4,}\"|<[^>]{4,}>")
@@ -41,27 +45,36 @@ def _construct_int(loader: Any, node: Any) -> int:
     return int(value)
 
 
-class StrictLoader(yaml.SafeLoader):
-    """`yaml.SafeLoader` without aliases and with bounded integers."""
+class Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """libyaml's safe loader (the pure-Python one where libyaml is missing), with
+    bounded integers; used only on documents that `_scan` let through."""
 
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        if self.check_event(yaml.AliasEvent):
-            event = self.peek_event()  # type: ignore[no-untyped-call]
+
+Loader.add_constructor("tag:yaml.org,2002:int", _construct_int)
+_NODES = (yaml.ScalarEvent, yaml.SequenceStartEvent, yaml.MappingStartEvent)
+
+
+def _scan(text: str) -> None:
+    """Refuse aliases and documents of more than `MAX_NODES` nodes, from the parser's
+    events alone (nothing is constructed)."""
+    nodes = 0
+    for event in yaml.parse(text, Loader=Loader):
+        if isinstance(event, yaml.AliasEvent):
             raise yaml.composer.ComposerError(
-                None, None, "YAML aliases (*name) are not allowed", event.start_mark
+                None,
+                None,
+                "YAML aliases (*name) are not allowed",
+                event.start_mark,  # type: ignore[arg-type]
             )
-        return super().compose_node(parent, index)
-
-
-StrictLoader.add_constructor("tag:yaml.org,2002:int", _construct_int)
-
-
-class _FastLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
-    """libyaml's safe loader (several times faster), with bounded integers; used only
-    for text that cannot hold an alias."""
-
-
-_FastLoader.add_constructor("tag:yaml.org,2002:int", _construct_int)
+        if isinstance(event, _NODES):
+            nodes += 1
+            if nodes > MAX_NODES:
+                raise yaml.composer.ComposerError(
+                    None,
+                    None,
+                    f"more than {MAX_NODES} YAML nodes",
+                    event.start_mark,  # type: ignore[arg-type]
+                )
 
 
 def load(data: bytes, uri: str) -> Any:
@@ -71,11 +84,10 @@ def load(data: bytes, uri: str) -> Any:
     except UnicodeDecodeError as exc:
         raise DeserializationError(f"{uri}: not UTF-8 text (byte {exc.start})") from None
     try:
-        # Text without '&' or '*' cannot hold an anchor or alias: libyaml's C loader is
-        # then safe and several times faster (it matters for load_many).
-        if "&" in text or "*" in text:
-            return yaml.load(text, Loader=StrictLoader)
-        return yaml.load(text, Loader=_FastLoader)
+        if "&" in text or "*" in text or len(text) > 2 * MAX_NODES:
+            # Only such text can hold an alias, or that many nodes: scan it first.
+            _scan(text)
+        return yaml.load(text, Loader=Loader)
     except yaml.YAMLError as exc:
         problem = f"malformed YAML ({where(exc)})"
     except RecursionError:

@@ -21,8 +21,8 @@ from mlemremote import _bulk, _history, _links, _location
 from mlemremote._boundary import public, public_bulk
 from mlemremote._bulk import CheckResult
 from mlemremote._history import HistoryEntry
-from mlemremote._location import anchor_remotes, resolve
-from mlemremote._paths import CONFIG_FILE, MLEM_DIR, join
+from mlemremote._location import Location, anchor_remotes, resolve
+from mlemremote._paths import CONFIG_FILE, MLEM_DIR, MLEM_EXT, join
 from mlemremote._policy import refuse_secrets
 from mlemremote._settings import Settings, configured
 from mlemremote._settings import configure as _configure
@@ -318,6 +318,19 @@ def _history_of(current: MlemLink) -> list[HistoryEntry[MlemLink]]:
     return _history.history_of(current, current._modified, current.loc, build_link)
 
 
+def _resolved(link: MlemLink, at: Location) -> str | None:
+    """The metafile `link` names when it stands at `at` (however it spells it: `v2` or
+    `v2.mlem`, repo-relative or with `repo:`), or None when it names nothing valid."""
+    placed = link.model_copy()
+    placed._location = at
+    try:
+        loc = _links.link_target(placed)
+    except MlemError:
+        return None
+    path = loc.fullpath if loc.fullpath.endswith(MLEM_EXT) else loc.fullpath + MLEM_EXT
+    return f"{loc.uri_of(path)}@{loc.rev}"
+
+
 @public
 def rollback(
     path: str,
@@ -350,7 +363,8 @@ def rollback(
     else:
         entries = _history_of(current)
         if to is None:
-            earlier = [e for e in entries[1:] if not e.same_target(entries[0])]
+            now = _resolved(current, current.loc)
+            earlier = [e for e in entries[1:] if _resolved(e.link, current.loc) != now]
             if not earlier:
                 raise InvalidLinkError(f"{current.location} has no earlier target to go back to")
             entry = earlier[0]

@@ -219,3 +219,100 @@ def test_writes_never_follow_a_symlinked_folder_out_of_the_repo(tmp_path: Any) -
     link("v1", source_repo=repo, target="latest", target_repo=repo)  # the log is skipped
     assert list(outside.iterdir()) == []
     assert history("latest", repo=repo)[0].link.path == "v1.mlem"
+
+
+# -- a second review pass ----------------------------------------------------------------
+def _alias_v1_v2(backend: Backend, *names: str) -> str:
+    repo, so = _repo(backend), backend.storage_options
+    for name in ("v1", "v2", "evil", *names):
+        MlemModel(model_type={"n": name}).dump(name, repo=repo, external=True, storage_options=so)
+    for name in ("v1", "v2"):
+        link(name, source_repo=repo, target="latest", target_repo=repo, storage_options=so)
+    return repo
+
+
+def _plant(backend: Backend, name: str, entry: dict[str, Any]) -> None:
+    folder = backend.uri("repo", ".mlem", "history", "link", "latest.mlem")
+    backend.write(f"{folder}/{name}.yaml", yaml.safe_dump(entry))
+
+
+def _link(path: str) -> dict[str, str]:
+    return {"object_type": "link", "link_type": "model", "path": path}
+
+
+def test_a_forged_entry_for_the_current_write_cannot_steer_rollback(backend: Backend) -> None:
+    repo, so = _alias_v1_v2(backend), backend.storage_options
+    current = load_meta("latest", repo=repo, follow_links=False, storage_options=so)
+    forged = {"time": "2026-01-01T00:00:00+00:00", "token": current._token, "previous": "x",
+              "replaced": _link("evil.mlem"), "link": _link("v2.mlem")}  # fmt: skip
+    _plant(backend, "20260101T000000000000Z-forged", forged)
+    entries = history("latest", repo=repo, storage_options=so)
+    assert entries[0].link.path == "v2.mlem"
+    assert "evil.mlem" not in [e.link.path for e in entries]
+    assert rollback("latest", repo=repo, storage_options=so).path == "v1.mlem"
+
+
+def test_an_entry_dated_in_the_future_is_not_believed(backend: Backend) -> None:
+    repo, so = _alias_v1_v2(backend, "v3"), backend.storage_options
+    backend.write(  # a foreign move (MLEM): the chain of tokens breaks here
+        backend.uri("repo", ".mlem", "link", "latest.mlem"),
+        "object_type: link\nlink_type: model\npath: v3.mlem\n",
+    )
+    planted = {"time": "2099-01-01T00:00:00+00:00", "token": "t", "previous": None,
+               "replaced": None, "link": _link("evil.mlem")}  # fmt: skip
+    _plant(backend, "20990101T000000000000Z-planted", planted)
+    entries = history("latest", repo=repo, storage_options=so)
+    assert [e.link.path for e in entries] == ["v3.mlem", "v2.mlem", "v1.mlem"]
+    assert rollback("latest", repo=repo, storage_options=so).path == "v2.mlem"
+
+
+def test_rollback_goes_to_another_file_however_it_is_spelled(backend: Backend) -> None:
+    repo, so = _repo(backend), backend.storage_options
+    for name in ("v1", "v2"):
+        MlemModel(model_type={"n": name}).dump(name, repo=repo, external=True, storage_options=so)
+    link("v1", source_repo=repo, target="latest", target_repo=repo, storage_options=so)
+    link("v2", source_repo=repo, target="latest", target_repo=repo, absolute=True,
+         storage_options=so)  # fmt: skip
+    link("v2", source_repo=repo, target="latest", target_repo=repo, storage_options=so)
+    rollback("latest", repo=repo, storage_options=so)
+    assert load_meta("latest", repo=repo, storage_options=so).model_type == {"n": "v1"}
+
+
+def test_a_metafile_of_a_million_nodes_is_refused_at_once(backend: Backend) -> None:
+    for name, body in (
+        ("list", b"object_type: model\nx: [" + b"a," * 524_000 + b"]\n# *\n"),
+        ("items", b"object_type: model\nx:\n" + b"- 1\n" * 110_000),
+    ):
+        backend.write(backend.uri(f"{name}.mlem"), body)
+        start = time.monotonic()
+        with pytest.raises(DeserializationError, match="YAML nodes"):
+            load_meta(backend.uri(name), storage_options=backend.storage_options)
+        assert time.monotonic() - start < 15  # a hang guard: 20-27 s before
+
+
+def test_symlinks_out_of_the_repo_by_a_relative_repo_or_a_subfolder(tmp_path: Any) -> None:
+    repo = _local_repo(tmp_path)
+    os.makedirs(tmp_path / "outside")
+    MlemModel(model_type={"secret": "OUTSIDE"}).dump(str(tmp_path / "outside" / "secret"))
+    os.symlink(tmp_path / "outside", f"{repo}/sub")
+    with open(f"{repo}/a.mlem", "w") as handle:
+        handle.write("object_type: link\nlink_type: model\nrepo: sub\npath: secret.mlem\n")
+    os.makedirs(f"{repo}/models")
+    os.symlink(tmp_path / "outside" / "secret.mlem", f"{repo}/models/x.mlem")
+    with open(f"{repo}/models/b.mlem", "w") as handle:
+        handle.write("object_type: link\nlink_type: model\npath: ./x.mlem\n")
+    for path in (f"{repo}/a.mlem", f"{repo}/models/b.mlem"):
+        with pytest.raises(InvalidLinkError):
+            load_meta(path)
+    assert all(
+        isinstance(r, InvalidLinkError) for r in load_many([f"{repo}/a", f"{repo}/models/b"])
+    )
+    assert {r.status for r in check(repo)} == {"invalid"}
+
+
+def test_redaction_keeps_ordinary_words() -> None:
+    from mlemremote._redact import redact
+
+    for text in ("/data/basic classifier/model.mlem", "bearer tokenizer-v2", "Basic model"):
+        assert redact(text) == text
+    assert "abcdefghijklmnop" not in redact("Authorization: Bearer abcdefghijklmnop")

@@ -12,7 +12,9 @@ be complete: `history_of` starts from the alias as it is now and walks back thro
 entries by their tokens (not their clocks). When the current alias is not in the log, it
 comes first anyway, marked `recorded=False`; a state that only a later entry remembers
 (`replaced`) appears the same way. Entries are untrusted input: parsed like metafiles
-(safe loader without aliases, size cap) and skipped with a warning when bad.
+(safe loader without aliases, size cap) and skipped with a warning when bad, when dated
+in the future, when two of them say different things of one write, or when one
+contradicts the alias or the `replaced` record of the move after it.
 """
 
 from __future__ import annotations

@@ -330,18 +330,15 @@ def _target(link: Link, base: Location | None) -> Location:
     plain_full = join(folder, _plain(link.path))
     if not _inside(full, base.bucket, plain_full):
         raise InvalidLinkError(f"{base}: path {_show(link.path)} leaves {base.uri_of(base.bucket)}")
-    if base.is_local:  # a probe on disk costs next to nothing: know the repo, always
-        repo = base.repo
-    else:
-        repo = base._repo if base._repo is not _UNKNOWN else repo_from_path(base.fullpath)
+    repo = base._repo if base._repo is not _UNKNOWN else repo_from_path(base.fullpath)
     if repo is not None:
         if not _inside(full, repo, plain_full):
             raise InvalidLinkError(f"{base}: path {_show(link.path)} leaves the repo")
         return base.sibling(full, repo=repo)  # confined to it, symlinks too (`find_meta`)
-    elif not _inside(full, folder, plain_full):
+    top = posixpath.commonpath([folder, full, plain_full]) if folder else ""
+    if not _inside(full, folder, plain_full):
         # It climbs: it must not climb out of a repo on its way up. Only the folders it
         # climbs out of can be that repo's root (one probe each, shared in the call).
-        top = posixpath.commonpath([folder, full, plain_full]) if folder else ""
         current = folder
         while current != top and current not in ("", "/"):
             if is_repo_root(base, current):
@@ -349,6 +346,11 @@ def _target(link: Link, base: Location | None) -> Location:
                     f"{base}: path {_show(link.path)} leaves the repo {base.uri_of(current)}"
                 )
             current = posixpath.dirname(current)
+    # On disk, no symlink may lead it out of the folders it names either. (Should the
+    # direct name miss, the repo is looked up, and `find_meta` confines the rest to it.)
+    for name in (full, full if full.endswith(MLEM_EXT) else full + MLEM_EXT):
+        if not confined(base.sibling(name), top or "/"):
+            raise InvalidLinkError(f"{base}: {name} is a symlink that leads elsewhere")
     return base.sibling(full)
 
 

@@ -78,9 +78,6 @@ class HistoryEntry(Generic[L]):
     recorded: bool = True
     note: str = ""
 
-    def same_target(self, other: HistoryEntry[L]) -> bool:
-        return _same(self.link, other.link)
-
 
 def history_folder(target: Location) -> Location | None:
     """Where the append-only log of moves of the link at `target` lives (in its repo's

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 from mlemremote import _links
 from mlemremote._foreign import to_mlem_error
 from mlemremote._location import Location, anchor_remotes, resolve
-from mlemremote._paths import HISTORY_PREFIX, MLEM_DIR, MLEM_EXT, is_inside
+from mlemremote._paths import HISTORY_PREFIX, MLEM_DIR, MLEM_EXT, is_inside, join, relpath
 from mlemremote._stores import read_many, store_for
 from mlemremote.core.errors import (
     InvalidArgumentError,
@@ -71,7 +71,8 @@ def run_batched(
                     with _links.planning():
                         result = work(items[index])
                 except _links.NotReadYet as need:
-                    wanted.setdefault(_links.read_key(need.loc), need.loc)
+                    for loc in need.locs:
+                        wanted.setdefault(_links.read_key(loc), loc)
                     waiting.append(index)
                     continue
                 yield index, result
@@ -177,8 +178,10 @@ def list_repo(
 
 @dataclass(frozen=True)
 class CheckResult:
-    """One link's fate: `status` is ok, external (leaves the repo), dangling, cycle,
-    type-mismatch or invalid; the last four are broken."""
+    """One metafile's fate: `status` is ok, external (a link that leaves the repo),
+    shadowed (hidden: its name finds another metafile first, in MLEM too), ambiguous (its
+    name is in two `.mlem/<type>/` folders: neither tool loads it by name), dangling,
+    cycle, type-mismatch or invalid. All but the first three are broken."""
 
     uri: str
     status: str
@@ -186,7 +189,7 @@ class CheckResult:
 
     @property
     def broken(self) -> bool:
-        return self.status not in ("ok", "external")
+        return self.status not in ("ok", "external", "shadowed")
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -213,6 +216,59 @@ class Checks:
         return (outcome for outcome in self.outcomes if outcome is not None)
 
 
+def _names_in_repo(files: list[Location], repo: str | None) -> dict[str, list[str]]:
+    """name in the repo -> the metafiles it may find, in MLEM's order (the path, then
+    the type folders), from the listing."""
+    names: dict[str, list[str]] = {}
+    if repo is None:
+        return names
+    for loc in files:
+        if not is_inside(loc.fullpath, repo):
+            continue
+        parts = relpath(loc.fullpath, repo).split("/")
+        if parts[0] == MLEM_DIR and len(parts) > 2 and parts[1] in _links.TYPE_FOLDERS:
+            names.setdefault("/".join(parts[2:]), []).append(loc.fullpath)
+        elif MLEM_DIR not in parts:
+            names.setdefault("/".join(parts), []).insert(0, loc.fullpath)
+    return names
+
+
+def _hidden(
+    loc: Location, obj: MlemObject | None, repo: str | None, names: dict[str, list[str]]
+) -> CheckResult | None:
+    """A `shadowed` or `ambiguous` result for a metafile in `.mlem/<type>/` that its name
+    cannot reach; None for every other metafile. (MLEM's index link to an external
+    object, `.mlem/link/<path>.mlem` with `path: <path>.mlem`, hides nothing.)"""
+    if repo is None or not is_inside(loc.fullpath, join(repo, MLEM_DIR)):
+        return None
+    name = "/".join(relpath(loc.fullpath, repo).split("/")[2:])
+    found = names.get(name, [])
+    direct = join(repo, name)
+    if (
+        isinstance(obj, MlemLink)
+        and obj.repo is None
+        and obj.rev is None
+        and obj.path in (name, name[: -len(MLEM_EXT)])
+    ):
+        return None
+    if found and found[0] == direct:
+        return CheckResult(
+            str(loc),
+            "shadowed",
+            f"hidden by {loc.uri_of(direct)}: the name {name[: -len(MLEM_EXT)]!r} finds that "
+            "one, in MLEM too",
+        )
+    if len(found) > 1:
+        others = ", ".join(loc.uri_of(f) for f in found if f != loc.fullpath)
+        return CheckResult(
+            str(loc),
+            "ambiguous",
+            f"the name {name[: -len(MLEM_EXT)]!r} is also {others}: MLEM and mlemremote "
+            "refuse to load it by name",
+        )
+    return None
+
+
 _STATUS: list[tuple[type[MlemError], str]] = [
     (LinkCycleError, "cycle"),
     (LinkChainTooLongError, "cycle"),
@@ -233,9 +289,14 @@ def check_links(
     if repo is not None:
         anchor_remotes(root.sibling(repo, repo=repo))
 
+    names = _names_in_repo(files, repo)
+
     def check(loc: Location) -> CheckResult | None:
         try:
             obj = _links.read_object(loc, build)
+            hidden = _hidden(loc, obj, repo, names)
+            if hidden is not None:
+                return hidden
             if not isinstance(obj, MlemLink):
                 return None
             final, _ = _links.walk(obj, build)

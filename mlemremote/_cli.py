@@ -106,6 +106,14 @@ def link(
     external: Annotated[bool, typer.Option("--external", "-e")] = False,
     follow_links: Annotated[bool, typer.Option("--follow-links/--no-follow-links")] = True,
     absolute: Annotated[bool, typer.Option("--absolute/--relative")] = False,
+    folder_relative: Annotated[
+        bool,
+        typer.Option(
+            "--folder-relative",
+            help="Outside repos, write the path relative to the link's folder "
+            "(./m.mlem): movable with it, but MLEM cannot read it.",
+        ),
+    ] = False,
     storage_option: StorageOptions = None,
     verbose: Verbose = False,
 ) -> None:
@@ -124,6 +132,7 @@ def link(
             external=external,
             follow_links=follow_links,
             absolute=absolute,
+            folder_relative=folder_relative,
             storage_options=options,
         ),
     )
@@ -219,7 +228,8 @@ def check(
     verbose: Verbose = False,
 ) -> None:
     """Resolve every link under REPO_OR_PREFIX concurrently; exit 1 if any is broken
-    (dangling, a cycle, a type mismatch, invalid). Links that leave the repo are listed."""
+    (dangling, a cycle, a type mismatch, invalid, or an ambiguous name). Links that leave
+    the repo are listed, and objects hidden behind another of the same name (shadowed)."""
     from mlemremote import _bulk
 
     options = parse_storage_options(storage_option)

@@ -8,6 +8,7 @@ it sits below the object classes, whose MLEM methods (`dump`, `load_link`,
 
 from __future__ import annotations
 
+import logging
 import posixpath
 import re
 import uuid
@@ -40,9 +41,20 @@ from mlemremote._paths import (
     repo_from_path,
     split_scheme,
 )
-from mlemremote._stores import Answer, Blob, Expect, Expected, WriteConflict, read_bytes, store_for
+from mlemremote._redact import redact
+from mlemremote._stores import (
+    Answer,
+    Blob,
+    Expect,
+    Expected,
+    WriteConflict,
+    read_bytes,
+    read_many,
+    store_for,
+)
 from mlemremote.core.errors import (
     AliasChangedError,
+    AmbiguousObjectError,
     InvalidArgumentError,
     InvalidLinkError,
     LinkChainTooLongError,
@@ -58,6 +70,7 @@ from mlemremote.core.errors import (
 )
 
 MAX_HOPS = 32
+logger = logging.getLogger("mlemremote")
 TYPE_FOLDERS = ("link", "model", "dataset", "env", "deployment", "packager")
 
 
@@ -68,6 +81,7 @@ class Meta(Protocol):
     _token: str | None
     _version: str | None
     _modified: datetime | None
+    _shadowed: list[str]
 
     @property
     def object_type(self) -> str: ...
@@ -121,11 +135,11 @@ _planning: ContextVar[bool] = ContextVar("mlemremote_planning", default=False)
 
 
 class NotReadYet(Exception):
-    """Raised while planning a bulk call: the metafile at `loc` must be read first."""
+    """Raised while planning a bulk call: the metafiles at `locs` must be read first."""
 
-    def __init__(self, loc: Location) -> None:
-        super().__init__(str(loc))
-        self.loc = loc
+    def __init__(self, *locs: Location) -> None:
+        super().__init__(", ".join(map(str, locs)))
+        self.locs = locs
 
 
 @contextmanager
@@ -193,65 +207,162 @@ def parsed(loc: Location, blob: Blob | None, build: Build[ObjT]) -> ObjT | None:
     return obj
 
 
-def _candidates(loc: Location, repo_given: bool, prefer: str | None) -> Iterator[Location]:
-    """Where the metafile of `loc` may be, cheapest guess first; a repo is only looked up
-    (with requests) after the direct guess missed. `prefer`: the type folder to try first
-    after the direct guess (MLEM names objects in `.mlem/<type>/` by name alone)."""
+def _direct(loc: Location) -> Location:
+    """The metafile a path names directly: `<path>.mlem` (or the path, when it ends so)."""
     has_ext = loc.fullpath.endswith(MLEM_EXT) and posixpath.basename(loc.fullpath) != MLEM_DIR
-    base = loc.fullpath[: -len(MLEM_EXT)] if has_ext else loc.fullpath
-    direct = loc.sibling(base + MLEM_EXT, repo=loc._repo, same_version=True)
+    base = loc.fullpath if has_ext else loc.fullpath + MLEM_EXT
+    return loc.sibling(base, repo=loc._repo, same_version=True)
 
-    def in_folders(repo: str | None, folders: tuple[str, ...]) -> Iterator[Location]:
-        if repo is None or not is_inside(base, repo) or base == repo:
-            return
-        name = relpath(base, repo)
-        if MLEM_DIR in name.split("/"):
-            return
-        for folder in folders:
-            path = join(repo, MLEM_DIR, folder, name + MLEM_EXT)
-            yield loc.sibling(path, repo=repo, same_version=True)
 
-    if repo_given and not has_ext:
-        # A name in a repo is most often an alias: look in .mlem/link/ first.
-        yield from in_folders(loc.repo, TYPE_FOLDERS[:1])
-        yield direct
-        yield from in_folders(loc.repo, TYPE_FOLDERS[1:])
-    else:
-        yield direct
-        folders: tuple[str, ...] = TYPE_FOLDERS
-        if prefer in folders:
-            folders = (prefer, *(f for f in folders if f != prefer))
-        yield from in_folders(direct.repo, folders)
+def _in_type_folders(direct: Location, repo: str | None) -> list[Location]:
+    """MLEM's second guess: `<repo>/.mlem/<type>/<path in repo>.mlem`, one per type."""
+    if repo is None or not is_inside(direct.fullpath, repo):
+        return []
+    name = relpath(direct.fullpath, repo)
+    if MLEM_DIR in name.split("/") or name == MLEM_EXT:
+        return []
+    return [
+        direct.sibling(join(repo, MLEM_DIR, folder, name), repo=repo, same_version=True)
+        for folder in TYPE_FOLDERS
+    ]
+
+
+def _known_repo(loc: Location) -> str | None:
+    """The repo of `loc` when it is known without a request (given, or in the path)."""
+    return loc._repo if loc._repo is not _UNKNOWN else repo_from_path(loc.fullpath)
+
+
+_Found = Any  # a parsed object, None (no such file) or the MlemError its read raised
+
+
+def _read_candidates(locs: list[Location], build: Build[ObjT]) -> list[_Found]:
+    """Read every candidate at once where the store allows it (the latency of one read):
+    each answer is the object, None, or the error that reading it raised."""
+    cache = _bulk_reads.get()
+    if cache is not None and _planning.get():
+        unread = [loc for loc in locs if read_key(loc) not in cache]
+        if unread:
+            raise NotReadYet(*unread)
+    answers = read_many(locs, len(locs)) if cache is None and len(locs) > 1 else {}
+    found: list[_Found] = []
+    for index, loc in enumerate(locs):
+        try:
+            if index in answers:
+                answer = answers[index]
+                if isinstance(answer, MlemError):
+                    raise answer
+                found.append(parsed(loc, answer, build))
+            else:
+                found.append(read_object(loc, build))
+        except MlemError as exc:
+            found.append(exc)
+    return found
 
 
 def find_meta(
     loc: Location,
     build: Build[ObjT],
     *,
-    repo_given: bool = False,
     chain: list[str] | None = None,
-    prefer: str | None = None,
+    shadows: bool = False,
 ) -> ObjT:
-    """Load the object that `loc` names (a metafile, or an object name in a repo).
+    """Load the object that `loc` names, in MLEM's order: the path itself (`<path>.mlem`),
+    then `<repo>/.mlem/<type>/<path>.mlem`.
+
+    As in MLEM, a name found in two type folders is refused (`AmbiguousObjectError`), and
+    the path wins over a type folder. With `shadows` (a name the caller gave), the type
+    folders are read too, at once with the path when the repo is known without a
+    request: an object the path hides is named in a warning and kept in `_shadowed`.
+    (`check` finds hidden objects from its listing, for every link hop.) Otherwise the
+    type folders are read only after the path missed, and the repo looked up only then.
 
     `chain`: metafiles already visited while following links (so `loc` is a link's
     target): naming one of them again raises `LinkCycleError` before it is read a second
     time, and on local disk no file is read that a symlink places outside the link's
     repo, whichever name (`x`, `x.mlem`, `.mlem/<type>/x.mlem`) it is found under.
     """
-    tried: list[str] = []
-    for candidate in _candidates(loc, repo_given, prefer):
-        key = str(candidate)
-        if chain is not None and key in chain:
-            raise LinkCycleError([*chain, key])
-        repo = candidate._repo
-        if chain is not None and isinstance(repo, str) and not confined(candidate, repo):
-            raise InvalidLinkError(f"{chain[-1]}: {key} is a symlink that leads out of the repo")
-        tried.append(key)
-        obj = read_object(candidate, build)
-        if obj is not None:
-            return obj
+    direct = _direct(loc)
+    known = _known_repo(direct) if shadows else None
+    folders = _in_type_folders(direct, known)
+    tried = [str(direct), *map(str, folders)]
+    answers = _answers([direct, *folders], build, chain)
+    first = answers[0]
+    if first is not None:
+        if isinstance(first, MlemError):
+            raise first
+        _note_shadows(first, direct, known, list(zip(folders, answers[1:], strict=True)))
+        return cast(ObjT, first)
+    if not folders:  # the repo is looked up now (a request per folder, shared in the call)
+        folders = _in_type_folders(direct, direct.repo if known is None else known)
+        tried += map(str, folders)
+        answers = [None, *_answers(folders, build, chain)]
+    hits = [(c, a) for c, a in zip(folders, answers[1:], strict=True) if a is not None]
+    if len(hits) > 1:  # a link already followed is not a choice (it would be a cycle)
+        hits = [(c, a) for c, a in hits if not isinstance(a, LinkCycleError)] or hits[:1]
+    if len(hits) > 1:
+        raise AmbiguousObjectError(
+            f"{loc} names {len(hits)} objects, and MLEM refuses such a name too: "
+            + ", ".join(str(c) for c, _ in hits)
+            + "; rename or remove all but one"
+        )
+    if hits:
+        if isinstance(hits[0][1], MlemError):
+            raise hits[0][1]
+        return cast(ObjT, hits[0][1])
     raise MlemObjectNotFound(f"no MLEM object at {loc}", tried)
+
+
+def _answers(
+    candidates: list[Location], build: Build[ObjT], chain: list[str] | None
+) -> list[_Found]:
+    """What each candidate holds. One already in `chain` is not read again: it exists,
+    and choosing it is a cycle; one that a symlink leads out of the repo is not read."""
+    blocked: dict[int, MlemError] = {}
+    for index, candidate in enumerate(candidates):
+        key = str(candidate)
+        if chain is None:
+            continue
+        if key in chain:
+            blocked[index] = LinkCycleError([*chain, key])
+        repo = candidate._repo
+        if isinstance(repo, str) and not confined(candidate, repo):
+            blocked[index] = InvalidLinkError(
+                f"{chain[-1]}: {key} is a symlink that leads out of the repo"
+            )
+    readable = [c for i, c in enumerate(candidates) if i not in blocked]
+    read = iter(_read_candidates(readable, build) if readable else [])
+    return [blocked[i] if i in blocked else next(read) for i in range(len(candidates))]
+
+
+def _note_shadows(
+    found: Meta, direct: Location, repo: str | None, others: list[tuple[Location, _Found]]
+) -> None:
+    """Warn about the objects of the same name that the path hides (MLEM's index link to
+    the path itself, `.mlem/link/<path>.mlem`, hides nothing)."""
+    if repo is None:
+        return
+    name = relpath(direct.fullpath, repo)
+    shadowed = [
+        str(candidate)
+        for candidate, answer in others
+        if answer is not None
+        and not isinstance(answer, LinkCycleError)
+        and not (
+            not isinstance(answer, MlemError)
+            and is_link(answer)
+            and answer.repo is None
+            and answer.rev is None
+            and answer.path in (name, name[: -len(MLEM_EXT)])
+        )
+    ]
+    if shadowed:
+        found._shadowed = shadowed
+        logger.warning(
+            redact(
+                f"{direct} hides {', '.join(shadowed)}: MLEM and mlemremote both read the "
+                "former for this name; rename one of them"
+            )
+        )
 
 
 def link_target(link: Link) -> Location:
@@ -301,12 +412,14 @@ def _target(link: Link, base: Location | None) -> Location:
     where = _name(link)
     check_link_field(link.path, "path", where)
     if link.repo is not None:
+        _policy.refuse_remote_git(link.repo, link.rev, where)  # (before: github:// has '@')
         check_link_field(link.repo, "repo", where)
         if split_scheme(link.repo)[0] is not None:  # scheme-less: MLEM's same-bucket form
             _check_destination(link.repo, base, where)
         return _repo_link_target(link, link.repo, base)
     scheme, _ = split_scheme(link.path)
     if scheme is not None:
+        _policy.refuse_remote_git(link.path, link.rev, where)
         _check_destination(link.path, base, where)
         return resolve(link.path, like=base)
     if base is None:
@@ -412,7 +525,19 @@ def walk_all(start: Meta, build: Build[ObjT], *, follow_links: bool = True) -> l
     objects = [obj]
     while is_link(obj):
         target = link_target(obj)
-        found = find_meta(target, build, chain=chain, prefer=type_folder(obj.link_type))
+        try:
+            found = find_meta(target, build, chain=chain)
+        except MlemObjectNotFound as exc:
+            if type(exc) is MlemObjectNotFound and _mlem_cwd_relative(obj):
+                raise MlemObjectNotFound(
+                    f"{_name(obj)}: path {_show(obj.path)} names no MLEM object relative to "
+                    "the link's folder. MLEM wrote this path relative to the working "
+                    "directory it ran in, which the link does not record; mlemremote "
+                    "reads it relative to the link's folder. Write the link again (both "
+                    "tools then read an absolute URI)",
+                    exc.tried,
+                ) from None
+            raise
         chain.append(str(found.location))
         if len(chain) - 1 > MAX_HOPS:
             raise LinkChainTooLongError(chain, MAX_HOPS)
@@ -422,6 +547,22 @@ def walk_all(start: Meta, build: Build[ObjT], *, follow_links: bool = True) -> l
         if not follow_links:
             break
     return objects
+
+
+def _mlem_cwd_relative(link: Link) -> bool:
+    """Is `link` in MLEM's form for links outside repos on local disk: a relative path
+    without `./` or `../`, which MLEM resolves against its working directory?"""
+    base = link.location
+    path = link.path
+    return (
+        base is not None
+        and base.is_local
+        and link.repo is None
+        and link.rev is None
+        and split_scheme(path)[0] is None
+        and not path.startswith(("/", "./", "../"))
+        and base.repo is None
+    )
 
 
 def _check_type(link: Link, found: Meta) -> None:
@@ -444,11 +585,12 @@ def load(
     repo_given: bool,
     follow_links: bool = True,
     force_type: type | None = None,
+    shadows: bool = False,
 ) -> ObjT:
     """The object `loc` names, followed to the end of its chain (`load_meta`'s core).
     A miss in a repo that is not one raises `MlemRootNotFound`."""
     try:
-        obj = find_meta(loc, build, repo_given=repo_given)
+        obj = find_meta(loc, build, shadows=shadows)
     except MlemObjectNotFound:
         if repo_given:  # say so when the repo itself is the problem
             require_repo(loc.sibling(loc.repo or "", repo=None))
@@ -509,7 +651,9 @@ def target_location(
     *,
     storage_options: Mapping[str, Any] | None = None,
 ) -> Location:
-    """Where `dump` writes: `<path>.mlem`, or in `repo` (`.mlem/<type>/` unless external)."""
+    """Where `dump` and `link` write, by MLEM's rule: `<path>.mlem` outside repos; in a
+    repo (given, or found above `path`), `<repo>/.mlem/<type>/<path in repo>.mlem`
+    unless `external` (then `<repo>/<path>.mlem`)."""
     if repo is not None:
         name = check_name(path)
         repo_loc = resolve(repo, storage_options=storage_options)
@@ -538,9 +682,17 @@ def target_location(
             raise InvalidLinkError(
                 f"target {path!r} would land in {MLEM_DIR}/ outside {MLEM_DIR}/{folder_of_type}/"
             )
+        return loc if loc.fullpath.endswith(MLEM_EXT) else loc.sibling(loc.fullpath + MLEM_EXT)
     if not loc.fullpath.endswith(MLEM_EXT):
         loc = loc.sibling(loc.fullpath + MLEM_EXT)
-    return loc
+    repo = loc.repo  # MLEM's rule: a path inside a repo goes to its `.mlem/<type>/`
+    if repo is None or external:
+        return loc
+    name = relpath(loc.fullpath, repo)
+    target = loc.sibling(join(repo, MLEM_DIR, folder_of_type, name), repo=repo)
+    if not confined(target, repo):
+        raise InvalidLinkError(f"{target}: a symlink in the repo leads this write out of it")
+    return target
 
 
 def require_repo(repo_loc: Location) -> None:
@@ -555,29 +707,81 @@ def write_object(obj: Meta, target: Location) -> None:
     obj._location, obj._token, obj._version = target, written.token, written.version
 
 
+def write_index_link(obj: Meta, target: Location, build: Build[Any]) -> None:
+    """MLEM's index of an object dumped outside `.mlem/` in a repo (external): a link
+    `.mlem/link/<path>.mlem` with `path: <path>.mlem`, so that `mlem ls` lists it (the
+    lookup skips it: the path itself is found first). Created only where nothing is: an
+    alias of that name is never replaced; a warning then says the object is not indexed."""
+    repo = target.repo
+    if repo is None or is_link(obj):
+        return
+    name = relpath(target.fullpath, repo)
+    if MLEM_DIR in name.split("/"):
+        return
+    index = target.sibling(join(repo, MLEM_DIR, "link", name), repo=repo)
+    fields = {"object_type": "link", "link_type": obj.resolved_type, "path": name}
+    data = build(fields, str(index)).to_yaml().encode()
+    try:
+        if not confined(index, repo):  # a symlinked folder would lead the write out
+            raise InvalidLinkError(f"{index} leads out of the repo")
+        store_for(index).write(index, data, Expect.ABSENT)
+        return
+    except WriteConflict:
+        existing = read_object(index, build)
+        if existing is not None and is_link(existing) and existing.to_dict() == fields:
+            return  # indexed already
+    except MlemError:
+        pass
+    logger.warning(
+        redact(f"{target} is not indexed for `mlem ls`: {index} is taken by something else")
+    )
+
+
 def absolute_fields(src: Location) -> dict[str, str]:
-    """A link's `path`, `repo` and `rev` that name `src` from anywhere."""
+    """A link's `path`, `repo` and `rev` that name `src` from anywhere. `repo:` ends with
+    `/`, as MLEM writes it."""
     if src.git_root is not None:
         repo = src.repo
-        fields = {"repo": src.uri_of(repo if repo is not None else ""), "path": src.path}
+        fields = {
+            "repo": _repo_field(src.uri_of(repo if repo is not None else "")),
+            "path": src.path,
+        }
     elif src.repo is not None:
-        fields = {"repo": src.repo_uri or "", "path": src.path}
+        fields = {"repo": _repo_field(src.repo_uri or ""), "path": src.path}
     else:
         fields = {"path": src.uri}
     return {**fields, "rev": src.rev} if src.rev is not None else fields
 
 
-def _relative_fields(src: Location, dest: Location, absolute: bool) -> dict[str, str]:
-    """MLEM's rules: same repo -> repo-relative; no repo on either side and same bucket ->
-    relative to the link's folder (marked `./` or `../`); anything else -> absolute."""
+def _repo_field(uri: str) -> str:
+    return uri if uri.endswith("/") else uri + "/"
+
+
+def _name_in_repo(path: str) -> str:
+    """MLEM's same-repo `path`: the object's name in the repo, `.mlem/<type>/` left out
+    (`.mlem/link/latest.mlem` -> `latest.mlem`); both tools find it by their lookup."""
+    parts = path.split("/")
+    if len(parts) > 2 and parts[0] == MLEM_DIR and parts[1] in TYPE_FOLDERS:
+        return "/".join(parts[2:])
+    return path
+
+
+def _relative_fields(
+    src: Location, dest: Location, absolute: bool, folder_relative: bool
+) -> dict[str, str]:
+    """Same repo -> repo-relative (MLEM's rule); anything else -> absolute, with scheme,
+    which MLEM and mlemremote resolve alike from anywhere. With `folder_relative`, a link
+    outside repos to the same bucket is written relative to its folder (`./m.mlem`,
+    `../x/m.mlem`): movable with its folder, but MLEM reads such a path against its
+    working directory, so MLEM cannot use it."""
     if absolute or src.rev is not None or not src.same_storage(dest):
         return absolute_fields(src)
     src_repo, dest_repo = src.repo, dest.repo
     if src_repo is not None:
         if src_repo == dest_repo:
-            return {"path": src.path}
+            return {"path": _name_in_repo(src.path)}
         return absolute_fields(src)
-    if dest_repo is not None:
+    if dest_repo is not None or not folder_relative:
         return absolute_fields(src)
     rel = relpath(src.fullpath, posixpath.dirname(dest.fullpath))
     return {"path": rel if rel.startswith("../") else "./" + rel}
@@ -613,6 +817,7 @@ def write_link(
     build: Build[Any],
     *,
     absolute: bool = False,
+    folder_relative: bool = False,
     expected: object = None,
 ) -> None:
     """Write `link` at `target`. An existing link is replaced, anything else is kept.
@@ -625,7 +830,7 @@ def write_link(
     if link._points_to is not None:
         if str(link._points_to) == str(target):
             raise InvalidLinkError(f"{target}: a link cannot point at itself")
-        fields = _relative_fields(link._points_to, target, absolute)
+        fields = _relative_fields(link._points_to, target, absolute, folder_relative)
         link.path, link.repo, link.rev = fields["path"], fields.get("repo"), fields.get("rev")
     for value, what in ((link.path, "path"), (link.repo, "repo")):
         if value is not None:

@@ -30,7 +30,7 @@ from mlemremote._paths import (
     split_scheme,
     top_of,
 )
-from mlemremote._policy import refuse_secrets
+from mlemremote._policy import refuse_remote_git, refuse_secrets
 from mlemremote._redact import remember
 from mlemremote._remotes import Remotes
 from mlemremote._remotes import current as current_remotes
@@ -224,6 +224,7 @@ def resolve(
             f"storage_options must be a mapping of option names to values, not "
             f"{type(storage_options).__name__}"
         )
+    refuse_remote_git(path if repo is None else repo, rev)
     if repo is not None:
         repo_loc = resolve(repo, storage_options=storage_options, like=like)
         scheme, _ = split_scheme(path)

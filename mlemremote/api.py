@@ -142,8 +142,10 @@ def load_meta(
 ) -> MlemObject:
     """Load the metadata object at `path` (a local path or URI, or a name in `repo`).
 
-    A name may be given with or without `.mlem`; in a repo it is also looked up in
-    `.mlem/link/`, `.mlem/model/`, ... Links are followed to the final object unless
+    A name may be given with or without `.mlem`. It is looked up in MLEM's order: the
+    path itself (`<path>.mlem`), then `<repo>/.mlem/<type>/<path>.mlem` for every type;
+    a name in two type folders raises `AmbiguousObjectError`, and an object the path
+    hides is named in a warning (logger `mlemremote`). Links are followed to the final object unless
     `follow_links=False`; `force_type` checks the class of what is returned.
     `storage_options` configure the filesystem of `path`/`repo` (endpoint, credentials).
 
@@ -158,7 +160,12 @@ def load_meta(
     loc = resolve(path, repo, rev, storage_options=storage_options)
     anchor_remotes(loc)
     return _links.load(
-        loc, build, repo_given=repo is not None, follow_links=follow_links, force_type=force_type
+        loc,
+        build,
+        repo_given=repo is not None,
+        follow_links=follow_links,
+        force_type=force_type,
+        shadows=True,
     )
 
 
@@ -176,14 +183,21 @@ def link(
     storage_options: StorageOptions | None = None,
     pin: bool = False,
     expected: MlemLink | str | None = None,
+    folder_relative: bool = False,
 ) -> MlemLink:
     """Create a link to `source` (a path, URI, name in `source_repo`, or saved object).
 
-    With `target`, the link is written there (`<target>.mlem`), or with `target_repo` to
-    `<target_repo>/.mlem/link/<target>.mlem` (`<target_repo>/<target>.mlem` when
-    `external`). Paths are relative where the link can survive a move (same repo, or same
-    bucket with no repo) unless `absolute`; otherwise full URIs. An existing link at the
-    target is replaced; any other object there raises `ObjectExistsError`.
+    With `target`, the link is written where MLEM writes it: with `target_repo`, at
+    `<target_repo>/.mlem/link/<target>.mlem`; without, at `<target>.mlem`, unless that
+    path is inside a repo: then at `<repo>/.mlem/link/<path in repo>.mlem`. `external`
+    keeps it at the path itself (`<repo>/<target>.mlem`). A link to an object in the same
+    repo is repo-relative (it survives moving or copying the repo) unless `absolute`;
+    anything else is written as a full URI with its scheme, which MLEM and mlemremote
+    resolve alike from any working directory. `folder_relative=True` writes a link
+    outside repos relative to its own folder (`./m.mlem`), movable with the folder but
+    not readable by MLEM (MLEM reads such paths against its working directory). An
+    existing link at the target is replaced; any other object there raises
+    `ObjectExistsError`.
 
     `rev` names a version of the source: a git commit, branch or tag on local disk, an
     S3 VersionId or a GCS generation. `pin=True` records the version the source has now.
@@ -194,11 +208,17 @@ def link(
     >>> from mlemremote import MlemModel, link, load_meta
     >>> folder = tempfile.mkdtemp()
     >>> _ = MlemModel().dump(os.path.join(folder, "models", "rf"))
-    >>> link(os.path.join(folder, "models", "rf"), target=os.path.join(folder, "latest")).path
-    './models/rf.mlem'
+    >>> link(os.path.join(folder, "models", "rf"), target=os.path.join(folder, "latest")).path[:8]
+    'file:///'
     """
     _links.check_expected(expected)  # before anything is read or written
-    _check_flags(external=external, follow_links=follow_links, absolute=absolute, pin=pin)
+    _check_flags(
+        external=external,
+        follow_links=follow_links,
+        absolute=absolute,
+        pin=pin,
+        folder_relative=folder_relative,
+    )
     if isinstance(target, str):
         refuse_secrets(target)
     if pin and rev is not None:
@@ -227,7 +247,14 @@ def link(
         raise InvalidLinkError(
             f"linking {target_loc} to {meta.location} would make a cycle: " + " -> ".join(chain)
         )
-    _links.write_link(new_link, target_loc, build, absolute=absolute, expected=expected)
+    _links.write_link(
+        new_link,
+        target_loc,
+        build,
+        absolute=absolute,
+        folder_relative=folder_relative,
+        expected=expected,
+    )
     return new_link
 
 

@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from services import S3_KEY, S3_SECRET, Endpoints, running_services, s3_server_names
 
 # tests/data/make_mlem_fixtures.py runs under the MLEM peer's Python, not here.
-collect_ignore = ["data"]
+collect_ignore = ["data", "peer_ops.py"]  # peer_ops.py runs in the MLEM environment only
 
 BACKENDS = ["local", "memory", *(f"s3-{name}" for name in s3_server_names()), "gcs", "azure"]
 

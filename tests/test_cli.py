@@ -69,13 +69,16 @@ def test_cli_end_to_end(backend: Backend) -> None:
         "prod.mlem": "link",
         "models/v1.mlem": "model",
         "models/v2.mlem": "model",
+        # MLEM's index links of the external models (`mlem ls` lists those models)
+        ".mlem/link/models/v1.mlem": "link",
+        ".mlem/link/models/v2.mlem": "link",
     }
     table = cli("ls", repo, *o).stdout
     assert table.splitlines()[0].split() == ["TYPE", "NAME", "POINTS", "TO"]
 
     good = cli("check", repo, *o)
     assert good.returncode == 0, good.stdout + good.stderr
-    assert "2 links, 0 broken" in good.stdout
+    assert "4 links, 0 broken" in good.stdout  # latest, prod, and the two index links
 
     def put(name: str, text: str) -> None:
         backend.write(backend.uri("repo", ".mlem", "link", name), text)
@@ -91,6 +94,8 @@ def test_cli_end_to_end(backend: Backend) -> None:
     assert status == {
         "latest.mlem": "ok",
         "prod.mlem": "ok",
+        "v1.mlem": "ok",
+        "v2.mlem": "ok",
         "dangling.mlem": "dangling",
         "loop-a.mlem": "cycle",
         "loop-b.mlem": "cycle",
@@ -98,7 +103,7 @@ def test_cli_end_to_end(backend: Backend) -> None:
         "escape.mlem": "invalid",
     }
     plain = cli("check", repo, *o)
-    assert plain.returncode == 1 and "7 links, 5 broken" in plain.stdout
+    assert plain.returncode == 1 and "9 links, 5 broken" in plain.stdout
 
     missing = cli("show", "nothing", "--repo", repo, *o)
     assert missing.returncode == 2

@@ -193,7 +193,7 @@ def test_links_read_over_http(http_root: tuple[Path, str], reads: list[str]) -> 
     MlemModel(model_type={"served": True}).dump("models/rf", repo=repo, external=True)
     link("models/rf", source_repo=repo, target="latest", target_repo=repo)
     MlemModel().dump(str(folder / "models" / "rf"))  # outside the repo: a relative link
-    link(str(folder / "models" / "rf"), target=str(folder / "loose"))
+    link(str(folder / "models" / "rf"), target=str(folder / "loose"), folder_relative=True)
     # Linking out of the repo writes `repo: file:///...`: a local path, refused over http.
     link(str(folder / "repo" / "models" / "rf"), target=str(folder / "local-repo-link"))
     with pytest.raises(InvalidLinkError, match="local path"):

@@ -92,6 +92,11 @@ def yaml_at(backend: Backend, uri: str) -> dict[str, Any]:
     return data
 
 
+def full_uri(backend: Backend, *parts: str) -> str:
+    """The URI with its scheme, as links outside repos hold it."""
+    return mlemremote.resolve(backend.uri(*parts), **opts(backend)).uri
+
+
 def repo(backend: Backend, *parts: str) -> str:
     uri = backend.uri(*parts)
     init(uri, **opts(backend))
@@ -117,8 +122,9 @@ def test_location_attributes(backend: Backend) -> None:
     assert isinstance(loc, mlemremote.Location)
     scheme = {"local": "file"}.get(backend.name, backend.scheme)
     assert loc.uri.startswith(f"{scheme}://")
-    assert loc.uri.endswith("/repo/models/rf.mlem")
-    assert loc.path == "models/rf.mlem"
+    # MLEM's rule: an object dumped at a path inside a repo goes to `.mlem/<type>/`.
+    assert loc.uri.endswith("/repo/.mlem/model/models/rf.mlem")
+    assert loc.path == ".mlem/model/models/rf.mlem"
     assert loc.repo_uri is not None and loc.repo_uri.rstrip("/").endswith("/repo")
     assert loc.repo == backend.fspath(r)
 
@@ -129,7 +135,8 @@ def test_link_format_is_mlem(backend: Backend) -> None:
     link(backend.uri("m"), target=backend.uri("l"), **opts(backend))
     text = backend.read(backend.uri("l.mlem")).decode()
     body, comment = text.rsplit("\n", 2)[0] + "\n", text.rsplit("\n", 2)[1]
-    assert body == "link_type: model\nobject_type: link\npath: ./m.mlem\n"
+    # Outside repos: a full URI, which MLEM resolves to the same file from any folder.
+    assert body == f"link_type: model\nobject_type: link\npath: {full_uri(backend, 'm.mlem')}\n"
     assert re.fullmatch(r"# mlemremote write [0-9a-f]{16}", comment)
 
 
@@ -171,7 +178,9 @@ def test_same_repo_link_is_repo_relative_and_survives_copy(backend: Backend) -> 
     assert written.repo is None
     backend.copy_tree(backend.uri("a"), backend.uri("b"))
     # The copy's link resolves inside the copy: change the copy's model to tell them apart.
-    MlemModel(model_type={"v": 2}).dump(backend.uri("b", "repo", "models", "rf"), **opts(backend))
+    MlemModel(model_type={"v": 2}).dump(
+        backend.uri("b", "repo", "models", "rf"), external=True, **opts(backend)
+    )
     copied = load_meta("latest", repo=backend.uri("b", "repo"), **opts(backend))
     assert copied.model_type == {"v": 2}
     assert load_meta("latest", repo=r, **opts(backend)).model_type == {"v": 1}
@@ -182,17 +191,19 @@ def test_link_to_non_external_object_in_repo(backend: Backend) -> None:
     MlemModel().dump("rf", repo=r, **opts(backend))
     assert backend.exists(backend.uri("repo", ".mlem", "model", "rf.mlem"))
     link("rf", source_repo=r, target="prod", target_repo=r, external=True, **opts(backend))
-    assert yaml_at(backend, backend.uri("repo", "prod.mlem"))["path"] == ".mlem/model/rf.mlem"
+    # As MLEM writes it: the object's name, found by the lookup in `.mlem/model/`.
+    assert yaml_at(backend, backend.uri("repo", "prod.mlem"))["path"] == "rf.mlem"
     assert isinstance(load_meta("prod", repo=r, **opts(backend)), MlemModel)
     assert isinstance(load_meta(backend.uri("repo", "prod"), **opts(backend)), MlemModel)
 
 
-# -- 3. no repo: relative to the link's folder, survives moving the folder ---------------
+# -- 3. no repo, when asked: relative to the link's folder, survives moving the folder ---
 def test_no_repo_link_is_folder_relative_and_survives_move(backend: Backend) -> None:
     model(backend, "a", "models", "rf")
     link(
         backend.uri("a", "models", "rf"),
         target=backend.uri("a", "aliases", "latest"),
+        folder_relative=True,
         **opts(backend),
     )
     assert yaml_at(backend, backend.uri("a", "aliases", "latest.mlem"))["path"] == (
@@ -230,7 +241,7 @@ def test_cross_repo_link_is_absolute(backend: Backend) -> None:
     link("models/rf", source_repo=team_b, target="rf", target_repo=team_a, **opts(backend))
     data = yaml_at(backend, backend.uri("team-a", ".mlem", "link", "rf.mlem"))
     assert data["path"] == "models/rf.mlem"
-    assert "://" in data["repo"] and data["repo"].endswith("/team-b")
+    assert "://" in data["repo"] and data["repo"].endswith("/team-b/")  # as MLEM writes it
     assert isinstance(load_meta("rf", repo=team_a, **opts(backend)), MlemModel)
 
 
@@ -238,7 +249,8 @@ def test_link_from_outside_repo_into_repo_is_absolute(backend: Backend) -> None:
     repo(backend, "repo")
     model(backend, "loose", "rf")
     link(backend.uri("loose", "rf"), target=backend.uri("repo", "rf"), **opts(backend))
-    assert "://" in yaml_at(backend, backend.uri("repo", "rf.mlem"))["path"]
+    # MLEM's rule: a target inside a repo is written to its `.mlem/link/`.
+    assert "://" in yaml_at(backend, backend.uri("repo", ".mlem", "link", "rf.mlem"))["path"]
     assert isinstance(load_meta(backend.uri("repo", "rf"), **opts(backend)), MlemModel)
 
 
@@ -293,12 +305,12 @@ def test_follow_links_true_links_the_final_object(backend: Backend) -> None:
     model(backend, "rf")
     link(backend.uri("rf"), target=backend.uri("l1"), **opts(backend))
     link(backend.uri("l1"), target=backend.uri("l2"), **opts(backend))
-    assert yaml_at(backend, backend.uri("l2.mlem"))["path"] == "./rf.mlem"
+    assert yaml_at(backend, backend.uri("l2.mlem"))["path"] == full_uri(backend, "rf.mlem")
     link(backend.uri("l1"), target=backend.uri("l3"), follow_links=False, **opts(backend))
     assert yaml_at(backend, backend.uri("l3.mlem")) == {
         "object_type": "link",
         "link_type": "model",
-        "path": "./l1.mlem",
+        "path": full_uri(backend, "l1.mlem"),
     }
     assert isinstance(load_meta(backend.uri("l3"), **opts(backend)), MlemModel)
     one_hop = load_meta(backend.uri("l3"), follow_links=False, **opts(backend))
@@ -436,12 +448,13 @@ def test_one_read_per_metafile(backend: Backend, reads: list[str]) -> None:
     link(backend.uri("loose", "rf"), target=backend.uri("aliases", "latest"), **opts(backend))
     reads.clear()
     load_meta("latest", repo=r, **opts(backend))
-    assert len(reads) == 2
+    # A name the caller gives is looked up in MLEM's order, and every place it may name
+    # is read at once (one round trip), so that an object it hides is reported: the path
+    # and the six type folders; then the model (linked by its exact metafile).
+    assert len(reads) == 1 + 6 + 1
     reads.clear()
     load_meta(backend.uri("aliases", "latest"), **opts(backend))
-    # `../loose/rf.mlem` climbs out of aliases/: one probe that aliases/ is not a repo
-    # the link would leave (issue 9: no repo escape by any route).
-    assert len(reads) == 3 and reads[1].endswith("/aliases/.mlem/config.yaml")
+    assert len(reads) == 2  # the link (a full URI outside repos), the model
     reads.clear()
     load_meta(backend.uri("repo", ".mlem", "link", "latest.mlem"), **opts(backend))
     assert len(reads) == 2
@@ -471,7 +484,7 @@ def test_unsaved_objects_and_no_target(backend: Backend) -> None:
     assert isinstance(made.load_link(), MlemModel)
     assert backend.files() == before
     made.dump(backend.uri("later"), **opts(backend))
-    assert yaml_at(backend, backend.uri("later.mlem"))["path"] == "./rf.mlem"
+    assert yaml_at(backend, backend.uri("later.mlem"))["path"] == full_uri(backend, "rf.mlem")
 
 
 def test_every_error_is_a_mlem_error(backend: Backend) -> None:

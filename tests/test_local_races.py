@@ -334,5 +334,5 @@ def test_a_link_over_a_symlinked_link_replaces_the_symlink_only(tmp_path: Path) 
     link(str(tmp_path / "m2"), target=str(tmp_path / "a"))
     assert not (tmp_path / "a.mlem").is_symlink()
     loaded: Any = load_meta(str(tmp_path / "a"), follow_links=False)
-    assert isinstance(loaded, MlemLink) and loaded.path == "./m2.mlem"
+    assert isinstance(loaded, MlemLink) and loaded.path == f"file://{tmp_path}/m2.mlem"
     assert real.read_bytes() == b"object_type: link\nlink_type: model\npath: ./m1.mlem\n"

@@ -41,6 +41,11 @@ class MlemObjectNotFound(MlemError):
         super().__init__(message)
 
 
+class AmbiguousObjectError(MlemObjectNotFound):
+    """A name matches metafiles in more than one `.mlem/<type>/` folder of a repo (MLEM
+    refuses such a name too): nothing is guessed."""
+
+
 class MlemRootNotFound(MlemError):
     """A repo was required but no `.mlem/config.yaml` was found."""
 
@@ -99,6 +104,11 @@ class MetafileTooLargeError(DeserializationError):
 
 class UnsupportedLocationError(MlemError):
     """A URI names a scheme we cannot use (unknown, or its backend is not installed)."""
+
+
+class RemoteGitNotSupportedError(UnsupportedLocationError):
+    """A link or repo names a remote git repository (MLEM's `repo: https://github.com/...`
+    with `rev:`): not supported yet; never read as a plain web page."""
 
 
 class ReadOnlyLocationError(MlemError):

@@ -38,6 +38,8 @@ class MlemObject(BaseModel):
     _token: str | None = PrivateAttr(default=None)
     _version: str | None = PrivateAttr(default=None)
     _modified: datetime | None = PrivateAttr(default=None)  # when it was written, if known
+    # Metafiles of the same name that the one this was read from hides (see `find_meta`).
+    _shadowed: list[str] = PrivateAttr(default_factory=list)
 
     def __init__(self, **data: Any) -> None:
         try:
@@ -89,8 +91,10 @@ class MlemObject(BaseModel):
         *,
         storage_options: Mapping[str, Any] | None = None,
     ) -> Location:
-        """Write the metafile: at `path` (`.mlem` appended when missing), or with `repo` at
-        `<repo>/.mlem/<type>/<path>.mlem` (or `<repo>/<path>.mlem` when `external`).
+        """Write the metafile where MLEM writes it: at `<path>.mlem` outside repos; in a repo
+        (`repo`, or one found above `path`) at `<repo>/.mlem/<type>/<path>.mlem`, or with
+        `external` at `<repo>/<path>.mlem` plus MLEM's index link
+        `<repo>/.mlem/link/<path>.mlem` (never replacing an alias of that name).
 
         >>> import tempfile, os
         >>> from mlemremote import MlemModel
@@ -102,6 +106,7 @@ class MlemObject(BaseModel):
             path, repo, external, self.type_folder, storage_options=storage_options
         )
         _links.write_object(self, target)
+        _links.write_index_link(self, target, build)
         return target
 
     @public
@@ -112,21 +117,30 @@ class MlemObject(BaseModel):
         external: bool | None = None,
         absolute: bool = False,
         *,
+        folder_relative: bool = False,
         storage_options: Mapping[str, Any] | None = None,
     ) -> MlemLink:
-        """A link to this (saved) object; written to `path` (in `repo`) when given.
+        """A link to this (saved) object; written to `path` (in `repo`) when given (see
+        `link` for where and in which form).
 
         >>> import tempfile, os
         >>> from mlemremote import MlemModel
         >>> folder = tempfile.mkdtemp()
         >>> model = MlemModel(model_type={"type": "sklearn"})
         >>> _ = model.dump(os.path.join(folder, "rf"))
-        >>> model.make_link(os.path.join(folder, "latest")).path
+        >>> model.make_link(os.path.join(folder, "latest"), folder_relative=True).path
         './rf.mlem'
         """
         link = self._link_at(self.location)
         if path is not None:
-            link.dump(path, repo, external, absolute=absolute, storage_options=storage_options)
+            link.dump(
+                path,
+                repo,
+                external,
+                absolute=absolute,
+                folder_relative=folder_relative,
+                storage_options=storage_options,
+            )
         return link
 
     def _link_at(self, src: Location | None) -> MlemLink:
@@ -208,11 +222,13 @@ class MlemLink(MlemObject):
         external: bool | None = None,
         absolute: bool = False,
         *,
+        folder_relative: bool = False,
         storage_options: Mapping[str, Any] | None = None,
     ) -> Location:
-        """Write the link. Unless `absolute`, its `path` is made relative to the repo (same
-        repo) or to the link's folder (no repo, same bucket). Replacing another link is
-        allowed; replacing any other object raises `ObjectExistsError`.
+        """Write the link (where MLEM writes it: see `link`). Unless `absolute`, a link to
+        an object in its own repo is repo-relative; anything else is a full URI, unless
+        `folder_relative` (outside repos: `./m.mlem`, which MLEM cannot read). Replacing
+        another link is allowed; replacing any other object raises `ObjectExistsError`.
 
         >>> import tempfile, os
         >>> from mlemremote import MlemLink
@@ -223,7 +239,7 @@ class MlemLink(MlemObject):
         target = _links.target_location(
             path, repo, external, self.type_folder, storage_options=storage_options
         )
-        _links.write_link(self, target, build, absolute=absolute)
+        _links.write_link(self, target, build, absolute=absolute, folder_relative=folder_relative)
         return target
 
     @public

@@ -34,13 +34,18 @@ lint: $(DEV)
 typecheck: $(DEV)
 	$(VENV)/bin/mypy
 
+# The MLEM interop tests need MLEM 0.2.0's Python 3.9 environment: built once (about a
+# minute) into benchmarks/.peer-venv; without a Python 3.9 this says why and they skip.
 pytest: $(DEV)
+	$(PY) tests/mlem_peer.py
 	$(PY) -m pytest --doctest-modules mlemremote tests $(PYTEST_ARGS)
 
 # The side-by-side benchmark against MLEM 0.2.0 (not part of the tests): it makes the
-# peer's Python 3.9 environment if missing; results go to benchmarks/results/.
+# peer's Python 3.9 environment if missing (the same as `pytest`); results go to
+# benchmarks/results/.
 bench: $(DEV)
 	$(PY) -m pip install -q -e '.[bench]'
+	$(PY) tests/mlem_peer.py
 	$(PY) benchmarks/run.py
 
 # Run the emulators in the foreground (prints their environment) for manual work.

@@ -1,7 +1,8 @@
 """Side-by-side benchmark: mlemremote against MLEM 0.2.0 on the same S3 servers.
 
 `make bench` runs it. It creates the peer's virtual environment if missing (Python 3.9,
-`mlem[s3]==0.1.14`, the same code as 0.2.0, with benchmarks/peer-constraints.txt), starts
+`mlem[s3]==0.1.14`, the same code as 0.2.0, with benchmarks/peer-constraints.txt: the
+one tests/mlem_peer.py builds for the interop tests), starts
 moto and SeaweedFS on 127.0.0.1, seeds one versioned bucket per server with the same
 objects for both tools, and measures, alternating the two tools in one process tree:
 
@@ -16,14 +17,12 @@ Results: benchmarks/results/results.json, results.md and chart.png.
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Callable
@@ -35,11 +34,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 from faultproxy import FaultProxy  # noqa: E402
+from mlem_peer import ensure_peer, peer_env  # noqa: E402
 from services import S3_KEY, S3_SECRET, running_services  # noqa: E402
 
 from mlemremote.api import link, load_many, load_meta  # noqa: E402
 
-PEER_VENV = ROOT / "benchmarks" / ".peer-venv"
 RESULTS = ROOT / "benchmarks" / "results"
 REPEATS = int(os.environ.get("BENCH_REPEATS", "15"))
 BULK = int(os.environ.get("BENCH_LINKS", "1000"))
@@ -52,48 +51,19 @@ def link_yaml(path: str) -> bytes:
 
 
 # -- the peer ---------------------------------------------------------------------------
-def find_python39() -> str:
-    pyenv = sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.9*/bin/python")))
-    for candidate in [*pyenv, shutil.which("python3.9")]:
-        if (
-            candidate
-            and subprocess.run([candidate, "--version"], capture_output=True).returncode == 0
-        ):
-            return candidate  # (a pyenv shim without that version installed fails here)
-    sys.exit("the peer (MLEM 0.2.0) needs Python 3.9: install it (e.g. pyenv install 3.9)")
-
-
-def ensure_peer() -> Path:
-    python = PEER_VENV / "bin" / "python"
-    if (PEER_VENV / "bin" / "mlem").exists():
-        return python
-    print(f"creating the peer's environment in {PEER_VENV} ...", flush=True)
-    subprocess.run([find_python39(), "-m", "venv", str(PEER_VENV)], check=True)
-    pip = [str(python), "-m", "pip", "install", "-q"]
-    constraints = str(ROOT / "benchmarks" / "peer-constraints.txt")
-    # flatdict's sdist needs pkg_resources at build time: an older setuptools, no isolation.
-    subprocess.run([*pip, "--upgrade", "pip", "setuptools<70", "wheel"], check=True)
-    subprocess.run([*pip, "--no-build-isolation", "flatdict"], check=True)
-    subprocess.run([*pip, "mlem[s3]==0.1.14", "numpy", "-c", constraints], check=True)
-    return python
-
-
 class Peer:
-    """A long-lived MLEM process: no start-up cost inside the measurements."""
+    """A long-lived MLEM process (benchmarks/peer_worker.py, which answers with the time
+    each operation took): no start-up cost inside the measurements. Its environment is
+    tests/mlem_peer.py's: S3 options through fsspec's config folder, no analytics."""
 
     def __init__(self, python: Path, endpoint: str) -> None:
-        # fsspec 2022.5 reads nested options only from config files (FSSPEC_CONFIG_DIR).
-        conf = {"key": S3_KEY, "secret": S3_SECRET, "client_kwargs": {"endpoint_url": endpoint}}
-        self.confdir = tempfile.mkdtemp(prefix="mlem-peer-conf-")
-        Path(self.confdir, "s3.json").write_text(json.dumps({"s3": conf}))
-        env = {**os.environ, "FSSPEC_CONFIG_DIR": self.confdir, "MLEM_NO_ANALYTICS": "true"}
-        env.pop("AWS_ENDPOINT_URL", None)
+        self.env = peer_env(endpoint, S3_KEY, S3_SECRET)
         self.proc = subprocess.Popen(
             [str(python), str(ROOT / "benchmarks" / "peer_worker.py")],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
-            env=env,
+            env=self.env,
         )
 
     def __call__(self, **cmd: Any) -> float:
@@ -109,7 +79,7 @@ class Peer:
         assert self.proc.stdin
         self.proc.stdin.close()
         self.proc.wait(30)
-        shutil.rmtree(self.confdir, ignore_errors=True)
+        shutil.rmtree(self.env["FSSPEC_CONFIG_DIR"], ignore_errors=True)
 
 
 # -- one server -----------------------------------------------------------------------------
@@ -270,7 +240,10 @@ def raw_gather_seconds(paths: list[str], options: dict[str, Any]) -> float:
     fs = s3fs.S3FileSystem(skip_instance_cache=True, **options)
 
     async def gather() -> list[bytes]:
-        return await asyncio.gather(*[fs._cat_file(p[5:], max_concurrency=1) for p in paths])
+        found: list[bytes] = await asyncio.gather(
+            *[fs._cat_file(p[5:], max_concurrency=1) for p in paths]
+        )
+        return found
 
     start = time.perf_counter()
     sync(fs.loop, gather)
@@ -363,7 +336,8 @@ def chart(results: dict[str, Any]) -> None:
 
 
 def main() -> None:
-    peer_python = ensure_peer()
+    peer_python = ensure_peer()  # (exits with the reason when there is no Python 3.9)
+    assert peer_python is not None
     results: dict[str, Any] = {"repeats": REPEATS, "servers": []}
     with running_services(("s3",)) as endpoints:
         for name, url in endpoints.s3.items():

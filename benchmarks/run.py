@@ -102,6 +102,12 @@ def seed(url: str) -> tuple[str, list[str]]:
         f"{repo}/.mlem/link/hop1.mlem": link_yaml("models/rf.mlem"),
         f"{repo}/.mlem/link/hop2.mlem": link_yaml(".mlem/link/hop1.mlem"),
         f"{repo}/.mlem/link/hop3.mlem": link_yaml(".mlem/link/hop2.mlem"),
+        # Names found only in .mlem/link/ (the ones above are shadowed by the external
+        # link files of the same name): to an external model, and, in MLEM's name form,
+        # to a model saved the way MLEM saves by default, in .mlem/model/.
+        f"{repo}/.mlem/link/prod.mlem": link_yaml("models/rf.mlem"),
+        f"{repo}/.mlem/model/models/gb.mlem": MODEL,
+        f"{repo}/.mlem/link/staging.mlem": link_yaml("models/gb.mlem"),
     }
     bulk = [f"s3://{repo}/bulk/l{i}.mlem" for i in range(BULK)]
     for path in bulk:
@@ -138,9 +144,14 @@ def measure_server(name: str, url: str, peer_python: Path) -> dict[str, Any]:
             lambda so: load_meta(f"{repo}/hop3.mlem", storage_options=so),
             lambda peer: peer(op="load", path=f"{repo}/hop3.mlem"),
         ),
+        # A name in a repo: the path and the six type folders at once, then the hop.
         "load_meta repo link by name": (
-            lambda so: load_meta("latest", repo=repo, storage_options=so),
-            lambda peer: peer(op="load", path="latest", repo=repo),
+            lambda so: load_meta("prod", repo=repo, storage_options=so),
+            lambda peer: peer(op="load", path="prod", repo=repo),
+        ),
+        "load_meta by name -> model in .mlem/model/": (
+            lambda so: load_meta("staging", repo=repo, storage_options=so),
+            lambda peer: peer(op="load", path="staging", repo=repo),
         ),
         "link() to a new target": (
             lambda so: link(

@@ -297,9 +297,7 @@ def find_meta(
         tried += map(str, folders)
         answers = [None, *_answers(folders, build, chain)]
     hits = [(c, a) for c, a in zip(folders, answers[1:], strict=True) if a is not None]
-    if len(hits) > 1:  # a link already followed is not a choice (it would be a cycle)
-        hits = [(c, a) for c, a in hits if not isinstance(a, LinkCycleError)] or hits[:1]
-    if len(hits) > 1:
+    if len(hits) > 1:  # (a link already followed counts too: MLEM refuses it as well)
         raise AmbiguousObjectError(
             f"{loc} names {len(hits)} objects, and MLEM refuses such a name too: "
             + ", ".join(str(c) for c, _ in hits)
@@ -443,10 +441,20 @@ def _target(link: Link, base: Location | None) -> Location:
     plain_full = join(folder, _plain(link.path))
     if not _inside(full, base.bucket, plain_full):
         raise InvalidLinkError(f"{base}: path {_show(link.path)} leaves {base.uri_of(base.bucket)}")
-    repo = base._repo if base._repo is not _UNKNOWN else repo_from_path(base.fullpath)
+    # (A `./` link is looked up in a repo too: one probe per folder up to the bucket,
+    # shared in the call. Unmarked paths reach here only outside repos.)
+    repo = base.repo
     if repo is not None:
         if not _inside(full, repo, plain_full):
             raise InvalidLinkError(f"{base}: path {_show(link.path)} leaves the repo")
+        mlem_reads = join(repo, link.path)  # MLEM joins any relative path to the repo root
+        if mlem_reads != full:
+            raise InvalidLinkError(
+                f"{base}: path {_show(link.path)} is read by MLEM relative to the repo root "
+                f"({base.uri_of(mlem_reads)}) and by mlemremote relative to the link's folder "
+                f"({base.uri_of(full)}): the tools would load different files, so it is "
+                "refused; write the link again"
+            )
         return base.sibling(full, repo=repo)  # confined to it, symlinks too (`find_meta`)
     top = posixpath.commonpath([folder, full, plain_full]) if folder else ""
     if not _inside(full, folder, plain_full):
@@ -648,20 +656,26 @@ def target_location(
     repo: str | None,
     external: bool | None,
     folder_of_type: str,
+    build: Build[Any],
     *,
     storage_options: Mapping[str, Any] | None = None,
 ) -> Location:
     """Where `dump` and `link` write, by MLEM's rule: `<path>.mlem` outside repos; in a
     repo (given, or found above `path`), `<repo>/.mlem/<type>/<path in repo>.mlem`
-    unless `external` (then `<repo>/<path>.mlem`)."""
+    unless `external` (then `<repo>/<path>.mlem`). See `_visible` for a name that a file
+    at `<repo>/<path>.mlem` already takes."""
     if repo is not None:
         name = check_name(path)
         repo_loc = resolve(repo, storage_options=storage_options)
         require_repo(repo_loc)
-        folder = (
-            repo_loc.fullpath if external else join(repo_loc.fullpath, MLEM_DIR, folder_of_type)
-        )
-        target = repo_loc.sibling(join(folder, name + MLEM_EXT), repo=repo_loc.fullpath)
+        at_path = repo_loc.sibling(join(repo_loc.fullpath, name + MLEM_EXT), repo=repo_loc.fullpath)
+        if external:
+            target = at_path
+        else:
+            in_folder = join(repo_loc.fullpath, MLEM_DIR, folder_of_type, name + MLEM_EXT)
+            target = _visible(
+                repo_loc.sibling(in_folder, repo=repo_loc.fullpath), at_path, build, folder_of_type
+            )
         if not confined(target, repo_loc.fullpath):
             raise InvalidLinkError(f"{target}: a symlink in the repo leads this write out of it")
         return target
@@ -689,10 +703,39 @@ def target_location(
     if repo is None or external:
         return loc
     name = relpath(loc.fullpath, repo)
-    target = loc.sibling(join(repo, MLEM_DIR, folder_of_type, name), repo=repo)
+    in_type_folder = loc.sibling(join(repo, MLEM_DIR, folder_of_type, name), repo=repo)
+    target = _visible(in_type_folder, loc, build, folder_of_type)
     if not confined(target, repo):
         raise InvalidLinkError(f"{target}: a symlink in the repo leads this write out of it")
     return target
+
+
+def _visible(inside: Location, at_path: Location, build: Build[Any], folder: str) -> Location:
+    """`inside` (in `.mlem/<type>/`), unless a file at the name's path `at_path` would
+    hide it (the lookup, MLEM's too, reads the path first): a link there, written by an
+    earlier version or by MLEM with `external`, is the alias this name moves, so it is
+    updated in place (with a warning); anything else there is refused, as the write
+    would be invisible (`ObjectExistsError`)."""
+    try:
+        existing = read_object(at_path, build)
+    except NotAFileError as exc:
+        raise ObjectExistsError(f"{at_path} is not a file, and would hide {inside}") from exc
+    except MlemError:
+        existing = False  # unreadable: refused below, it is not a link we may replace
+    if existing is None:
+        return inside
+    if existing is not False and is_link(existing) and folder == "link":
+        logger.warning(
+            redact(
+                f"{at_path} is the alias this name finds (it hides {inside}, where MLEM "
+                "would write): it is updated in place"
+            )
+        )
+        return at_path
+    raise ObjectExistsError(
+        f"{at_path} already exists and would hide {inside} (MLEM and mlemremote read the "
+        f"path first): choose another name, or pass external=True to write at {at_path}"
+    )
 
 
 def require_repo(repo_loc: Location) -> None:
@@ -757,29 +800,23 @@ def _repo_field(uri: str) -> str:
     return uri if uri.endswith("/") else uri + "/"
 
 
-def _name_in_repo(path: str) -> str:
-    """MLEM's same-repo `path`: the object's name in the repo, `.mlem/<type>/` left out
-    (`.mlem/link/latest.mlem` -> `latest.mlem`); both tools find it by their lookup."""
-    parts = path.split("/")
-    if len(parts) > 2 and parts[0] == MLEM_DIR and parts[1] in TYPE_FOLDERS:
-        return "/".join(parts[2:])
-    return path
-
-
 def _relative_fields(
     src: Location, dest: Location, absolute: bool, folder_relative: bool
 ) -> dict[str, str]:
-    """Same repo -> repo-relative (MLEM's rule); anything else -> absolute, with scheme,
-    which MLEM and mlemremote resolve alike from anywhere. With `folder_relative`, a link
-    outside repos to the same bucket is written relative to its folder (`./m.mlem`,
-    `../x/m.mlem`): movable with its folder, but MLEM reads such a path against its
-    working directory, so MLEM cannot use it."""
+    """Same repo -> repo-relative (MLEM's rule), the exact metafile; anything else ->
+    absolute, with scheme, which MLEM and mlemremote resolve alike from anywhere. With
+    `folder_relative`, a link outside repos to the same bucket is written relative to its
+    folder (`./m.mlem`, `../x/m.mlem`): movable with its folder, but MLEM reads such a
+    path against its working directory, so MLEM cannot use it."""
     if absolute or src.rev is not None or not src.same_storage(dest):
         return absolute_fields(src)
     src_repo, dest_repo = src.repo, dest.repo
     if src_repo is not None:
         if src_repo == dest_repo:
-            return {"path": _name_in_repo(src.path)}
+            # The metafile's exact path (`.mlem/link/latest.mlem`), not MLEM's name form
+            # (`latest.mlem`): MLEM reads it directly too, and no file added later, nor
+            # an object of the same name in another type folder, can take it over.
+            return {"path": src.path}
         return absolute_fields(src)
     if dest_repo is not None or not folder_relative:
         return absolute_fields(src)

@@ -233,6 +233,8 @@ def resolve(
             plain = join(repo_loc.fullpath, unquote(path).replace("\\", "/"))
             if not (is_inside(full, repo_loc.fullpath) and is_inside(plain, repo_loc.fullpath)):
                 raise InvalidLinkError(f"{_short(path)} leaves repo {repo_loc.uri}")
+            if repo_loc.fullpath in (full, plain):  # `<repo>.mlem` is outside the repo
+                raise InvalidLinkError(f"{_short(path)} names repo {repo_loc.uri} itself")
             loc = repo_loc.sibling(full, repo=repo_loc.fullpath)
         else:
             loc = resolve(path, storage_options=storage_options, like=repo_loc)

@@ -22,7 +22,7 @@ from mlemremote._boundary import public, public_bulk
 from mlemremote._bulk import CheckResult
 from mlemremote._history import HistoryEntry
 from mlemremote._location import Location, anchor_remotes, resolve
-from mlemremote._paths import CONFIG_FILE, MLEM_DIR, MLEM_EXT, join
+from mlemremote._paths import CONFIG_FILE, MLEM_DIR, join
 from mlemremote._policy import refuse_secrets
 from mlemremote._settings import Settings, configured
 from mlemremote._settings import configure as _configure
@@ -241,7 +241,7 @@ def link(
     if target is None:
         return new_link
     target_loc = _links.target_location(
-        target, target_repo, external, MlemLink.type_folder, storage_options=storage_options
+        target, target_repo, external, MlemLink.type_folder, build, storage_options=storage_options
     )
     if str(target_loc) in chain:
         raise InvalidLinkError(
@@ -346,16 +346,16 @@ def _history_of(current: MlemLink) -> list[HistoryEntry[MlemLink]]:
 
 
 def _resolved(link: MlemLink, at: Location) -> str | None:
-    """The metafile `link` names when it stands at `at` (however it spells it: `v2` or
-    `v2.mlem`, repo-relative or with `repo:`), or None when it names nothing valid."""
+    """The metafile `link` finds when it stands at `at` (however it spells it: `v2`,
+    `v2.mlem`, MLEM's name form, repo-relative or with `repo:`), or None when it finds
+    nothing valid. (One lookup: a rollback compares files, not spellings.)"""
     placed = link.model_copy()
     placed._location = at
     try:
-        loc = _links.link_target(placed)
+        found = _links.find_meta(_links.link_target(placed), build, chain=[str(at)])
     except MlemError:
         return None
-    path = loc.fullpath if loc.fullpath.endswith(MLEM_EXT) else loc.fullpath + MLEM_EXT
-    return f"{loc.uri_of(path)}@{loc.rev}"
+    return str(found.location)
 
 
 @public
@@ -391,10 +391,11 @@ def rollback(
         entries = _history_of(current)
         if to is None:
             now = _resolved(current, current.loc)
-            earlier = [e for e in entries[1:] if _resolved(e.link, current.loc) != now]
-            if not earlier:
+            earlier = (e for e in entries[1:] if _resolved(e.link, current.loc) != now)
+            found = next(earlier, None)
+            if found is None:
                 raise InvalidLinkError(f"{current.location} has no earlier target to go back to")
-            entry = earlier[0]
+            entry = found
         elif isinstance(to, int) and not isinstance(to, bool) and 0 <= to < len(entries):
             entry = entries[to]
         else:

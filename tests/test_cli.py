@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from conftest import REPORT, Backend
 
 from mlemremote.api import init
@@ -150,3 +151,15 @@ def test_help_loads_no_cloud_sdk_and_is_quick() -> None:
         f"mlemremote --help: {min(timings) * 1000:.0f} ms (best of 3), "
         "imports no cloud SDK, pydantic or fsspec"
     )
+
+
+@pytest.mark.parametrize("backend", CLI_BACKENDS, indirect=True)
+def test_cli_links_outside_repos_are_full_uris_unless_folder_relative(backend: Backend) -> None:
+    o = flags(backend)
+    MlemModel().dump(backend.uri("plain", "m"), storage_options=backend.storage_options)
+    for name, extra in (("full", []), ("folder", ["--folder-relative"])):
+        done = cli("link", backend.uri("plain", "m"), backend.uri("plain", name), *extra, *o)
+        assert done.returncode == 0, done.stderr
+    full = yaml.safe_load(backend.read(backend.uri("plain", "full.mlem")))["path"]
+    assert "://" in full and full.endswith("/plain/m.mlem")
+    assert yaml.safe_load(backend.read(backend.uri("plain", "folder.mlem")))["path"] == "./m.mlem"

@@ -167,7 +167,8 @@ def test_cycles_name_the_chain_and_read_each_metafile_once(
         load_meta(backend.uri("c0"), **opts(backend))
     assert len(info.value.chain) == length + 1
     assert info.value.chain[0] == info.value.chain[-1]
-    assert len(reads) == len(set(reads)) == length
+    assert len(reads) == len(set(reads))  # nothing read twice (repo probes: once each)
+    assert len([r for r in reads if not r.endswith("/.mlem/config.yaml")]) == length
     TRIED.append(f"cycle:{length}")
 
 

@@ -191,8 +191,7 @@ def test_link_to_non_external_object_in_repo(backend: Backend) -> None:
     MlemModel().dump("rf", repo=r, **opts(backend))
     assert backend.exists(backend.uri("repo", ".mlem", "model", "rf.mlem"))
     link("rf", source_repo=r, target="prod", target_repo=r, external=True, **opts(backend))
-    # As MLEM writes it: the object's name, found by the lookup in `.mlem/model/`.
-    assert yaml_at(backend, backend.uri("repo", "prod.mlem"))["path"] == "rf.mlem"
+    assert yaml_at(backend, backend.uri("repo", "prod.mlem"))["path"] == ".mlem/model/rf.mlem"
     assert isinstance(load_meta("prod", repo=r, **opts(backend)), MlemModel)
     assert isinstance(load_meta(backend.uri("repo", "prod"), **opts(backend)), MlemModel)
 
@@ -336,7 +335,11 @@ def test_cycle_is_named_and_no_metafile_read_twice(backend: Backend, reads: list
         "c.mlem",
         "a.mlem",
     ]
-    assert len(reads) == len(set(reads)) == 3
+    # (A `./` link also looks for a repo above it, once per folder in the call: MLEM reads
+    # `./` against a repo root, so a repo there would make the two tools differ.)
+    metafiles = [r for r in reads if not r.endswith("/.mlem/config.yaml")]
+    assert len(metafiles) == len(set(metafiles)) == 3
+    assert len(reads) == len(set(reads))
     with pytest.raises(LinkCycleError):
         load_meta(backend.uri("self"), **opts(backend))
 

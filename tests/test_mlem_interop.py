@@ -393,76 +393,19 @@ def test_mlem_writes_mlemremote_resolves(world: World, case: str) -> None:
 
 
 # -- mlemremote writes, MLEM reads ----------------------------------------------------------
+def renamed(value: Any, prefix: str) -> Any:
+    """MLEM_WRITES's cases with the link names `a-...` renamed `<prefix>-...`."""
+    if isinstance(value, str):
+        return re.sub(r"(^|/)a-", rf"\g<1>{prefix}-", value)
+    if isinstance(value, dict):
+        return {k: renamed(v, prefix) for k, v in value.items() if k != "cwd"}
+    if isinstance(value, list):
+        return [renamed(v, prefix) for v in value]
+    return value
+
+
 OURS_WRITES: dict[str, dict[str, Any]] = {
-    "name-in-repo": {
-        "links": [
-            dict(source="models/rf", source_repo="{repo}", target="b-name", target_repo="{repo}")
-        ],
-        "load": dict(path="b-name", repo="{repo}"),
-        "model": "rf",
-    },
-    "path-in-repo": {
-        "links": [dict(source="{repo}/models/rf", target="{repo}/b-path")],
-        "load": dict(path="{repo}/b-path"),
-        "model": "rf",
-    },
-    "external": {
-        "links": [
-            dict(
-                source="models/rf",
-                source_repo="{repo}",
-                target="b-ext",
-                target_repo="{repo}",
-                external=True,
-            )
-        ],
-        "load": dict(path="{repo}/b-ext"),
-        "model": "rf",
-    },
-    "absolute": {
-        "links": [
-            dict(
-                source="models/rf",
-                source_repo="{repo}",
-                target="b-abs",
-                target_repo="{repo}",
-                absolute=True,
-            )
-        ],
-        "load": dict(path="b-abs", repo="{repo}"),
-        "model": "rf",
-    },
-    "cross-repo": {
-        "links": [
-            dict(source="models/m", source_repo="{other}", target="b-cross", target_repo="{repo}")
-        ],
-        "load": dict(path="b-cross", repo="{repo}"),
-        "model": "m",
-    },
-    "repo-to-plain": {
-        "links": [dict(source="{repo}/models/rf", target="{plain}/b-fromrepo")],
-        "load": dict(path="{plain}/b-fromrepo"),
-        "model": "rf",
-    },
-    "outside-repos": {
-        "links": [dict(source="{plain}/m", target="{plain}/b-plain")],
-        "load": dict(path="{plain}/b-plain"),
-        "model": "plain",
-    },
-    "chain": {
-        "links": [
-            dict(source="models/rf", source_repo="{repo}", target="b-hop1", target_repo="{repo}"),
-            dict(
-                source="b-hop1",
-                source_repo="{repo}",
-                target="b-hop2",
-                target_repo="{repo}",
-                follow_links=False,
-            ),
-        ],
-        "load": dict(path="b-hop2", repo="{repo}"),
-        "model": "rf",
-    },
+    **renamed(MLEM_WRITES, "b"),
     # `<plain>/x` next to the decoy `x.mlem` in MLEM's working directory: a link to it
     # resolved against the working directory predicts with the decoy's seed.
     "chain-outside-repos": {

@@ -105,7 +105,7 @@ def test_an_index_link_never_replaces_an_alias(
     assert any("not indexed" in message for message in caplog.messages)
 
 
-def test_repo_field_ends_with_a_slash_and_same_repo_links_use_mlem_names(
+def test_repo_field_ends_with_a_slash_and_same_repo_links_name_the_exact_metafile(
     backend: Backend,
 ) -> None:
     r, other = backend.uri("repo"), backend.uri("other")
@@ -116,7 +116,14 @@ def test_repo_field_ends_with_a_slash_and_same_repo_links_use_mlem_names(
     link("latest", source_repo=r, target="prod", target_repo=r, follow_links=False, **opts(backend))
     link("latest", source_repo=r, target="x", target_repo=other, **opts(backend))
     data = yaml.safe_load(backend.read(backend.uri("repo", ".mlem", "link", "prod.mlem")))
-    assert data == {"link_type": "model", "object_type": "link", "path": "latest.mlem"}
+    # MLEM would write its name form, `latest.mlem`, which any `<repo>/latest.mlem` added
+    # later (or an object `latest` in another type folder) takes over; MLEM reads this
+    # exact path directly, to the same file.
+    assert data == {
+        "link_type": "model",
+        "object_type": "link",
+        "path": ".mlem/link/latest.mlem",
+    }
     data = yaml.safe_load(backend.read(backend.uri("other", ".mlem", "link", "x.mlem")))
     assert data["repo"] == full_uri(backend, "repo") + "/"
     assert data["path"] == ".mlem/model/models/rf.mlem"
@@ -249,3 +256,29 @@ def test_mlem_links_load_as_links(backend: Backend) -> None:
     a_model(backend, 1, "m")
     backend.write(backend.uri("l.mlem"), mlem_link(full_uri(backend, "m.mlem")))
     assert isinstance(load_meta(backend.uri("l"), follow_links=False, **opts(backend)), MlemLink)
+
+
+# -- cost: what the lookup reads (the README's figures) ----------------------------------
+def test_lookup_costs(backend: Backend, reads: list[str]) -> None:
+    r = backend.uri("repo")
+    init(r, **opts(backend))
+    a_model(backend, 1, "repo", "models", "rf")  # in .mlem/model/
+    a_model(backend, 2, "repo", "models", "ext", external=True)
+    link("models/rf", source_repo=r, target="internal", target_repo=r, **opts(backend))
+    link("models/ext", source_repo=r, target="external", target_repo=r, **opts(backend))
+    a_model(backend, 3, "plain", "m")
+    link(backend.uri("plain", "m"), target=backend.uri("plain", "l"), **opts(backend))
+    costs = {}
+    for name, call in {
+        "alias -> model in .mlem/model/": lambda: load_meta("internal", repo=r, **opts(backend)),
+        "alias -> external model": lambda: load_meta("external", repo=r, **opts(backend)),
+        "link file by URI -> model": lambda: load_meta(backend.uri("plain", "l"), **opts(backend)),
+    }.items():
+        reads.clear()
+        call()
+        costs[name] = len(reads)
+    assert costs == {
+        "alias -> model in .mlem/model/": 7 + 1,
+        "alias -> external model": 7 + 1,
+        "link file by URI -> model": 2,
+    }

@@ -103,7 +103,7 @@ class MlemObject(BaseModel):
         '/rf.mlem'
         """
         target = _links.target_location(
-            path, repo, external, self.type_folder, storage_options=storage_options
+            path, repo, external, self.type_folder, build, storage_options=storage_options
         )
         _links.write_object(self, target)
         _links.write_index_link(self, target, build)
@@ -237,7 +237,7 @@ class MlemLink(MlemObject):
         '/l.mlem'
         """
         target = _links.target_location(
-            path, repo, external, self.type_folder, storage_options=storage_options
+            path, repo, external, self.type_folder, build, storage_options=storage_options
         )
         _links.write_link(self, target, build, absolute=absolute, folder_relative=folder_relative)
         return target

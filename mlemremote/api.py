@@ -157,6 +157,19 @@ def load_meta(
     {'type': 'sklearn'}
     """
     _check_flags(follow_links=follow_links)
+    return _load(path, repo, rev, follow_links, force_type, storage_options, shadows=True)
+
+
+def _load(
+    path: str,
+    repo: str | None,
+    rev: str | None,
+    follow_links: bool,
+    force_type: type[MlemObject] | None,
+    storage_options: StorageOptions | None,
+    *,
+    shadows: bool,
+) -> MlemObject:
     loc = resolve(path, repo, rev, storage_options=storage_options)
     anchor_remotes(loc)
     return _links.load(
@@ -165,7 +178,7 @@ def load_meta(
         repo_given=repo is not None,
         follow_links=follow_links,
         force_type=force_type,
-        shadows=True,
+        shadows=shadows,
     )
 
 
@@ -233,7 +246,9 @@ def link(
         if follow_links and isinstance(meta, MlemLink):
             meta, _ = _links.walk(meta, build)
     else:
-        meta = load_meta(source, source_repo, rev, follow_links, storage_options=storage_options)
+        # (Without the hidden-object reads of `load_meta`: six GETs that would make every
+        # alias move slower than MLEM's; `check` reports hidden objects.)
+        meta = _load(source, source_repo, rev, follow_links, None, storage_options, shadows=False)
     if isinstance(meta, MlemLink):
         # Linking a link: it must resolve, and not through the target (that would be a cycle).
         _, chain = _links.walk(meta, build)

@@ -9,6 +9,7 @@ it sits below the object classes, whose MLEM methods (`dump`, `load_link`,
 from __future__ import annotations
 
 import logging
+import os
 import posixpath
 import re
 import uuid
@@ -314,8 +315,9 @@ def _answers(
     candidates: list[Location], build: Build[ObjT], chain: list[str] | None
 ) -> list[_Found]:
     """What each candidate holds. One already in `chain` is not read again: it exists,
-    and choosing it is a cycle; one that a symlink leads out of the repo is not read."""
-    blocked: dict[int, MlemError] = {}
+    and choosing it is a cycle; one that a symlink leads out of the repo is not read (and
+    counts only when something is there)."""
+    blocked: dict[int, MlemError | None] = {}
     for index, candidate in enumerate(candidates):
         key = str(candidate)
         if chain is None:
@@ -324,8 +326,11 @@ def _answers(
             blocked[index] = LinkCycleError([*chain, key])
         repo = candidate._repo
         if isinstance(repo, str) and not confined(candidate, repo):
-            blocked[index] = InvalidLinkError(
-                f"{chain[-1]}: {key} is a symlink that leads out of the repo"
+            there = os.path.lexists(candidate.fullpath)  # (only local disk has symlinks)
+            blocked[index] = (
+                InvalidLinkError(f"{chain[-1]}: {key} is a symlink that leads out of the repo")
+                if there
+                else None
             )
     readable = [c for i, c in enumerate(candidates) if i not in blocked]
     read = iter(_read_candidates(readable, build) if readable else [])
@@ -345,13 +350,7 @@ def _note_shadows(
         for candidate, answer in others
         if answer is not None
         and not isinstance(answer, LinkCycleError)
-        and not (
-            not isinstance(answer, MlemError)
-            and is_link(answer)
-            and answer.repo is None
-            and answer.rev is None
-            and answer.path in (name, name[: -len(MLEM_EXT)])
-        )
+        and not _is_index_link(answer, name)
     ]
     if shadowed:
         found._shadowed = shadowed
@@ -669,13 +668,7 @@ def target_location(
         repo_loc = resolve(repo, storage_options=storage_options)
         require_repo(repo_loc)
         at_path = repo_loc.sibling(join(repo_loc.fullpath, name + MLEM_EXT), repo=repo_loc.fullpath)
-        if external:
-            target = at_path
-        else:
-            in_folder = join(repo_loc.fullpath, MLEM_DIR, folder_of_type, name + MLEM_EXT)
-            target = _visible(
-                repo_loc.sibling(in_folder, repo=repo_loc.fullpath), at_path, build, folder_of_type
-            )
+        target = _visible(at_path, build, folder_of_type, external=bool(external))
         if not confined(target, repo_loc.fullpath):
             raise InvalidLinkError(f"{target}: a symlink in the repo leads this write out of it")
         return target
@@ -700,41 +693,83 @@ def target_location(
     if not loc.fullpath.endswith(MLEM_EXT):
         loc = loc.sibling(loc.fullpath + MLEM_EXT)
     repo = loc.repo  # MLEM's rule: a path inside a repo goes to its `.mlem/<type>/`
-    if repo is None or external:
+    if repo is None:
         return loc
-    name = relpath(loc.fullpath, repo)
-    in_type_folder = loc.sibling(join(repo, MLEM_DIR, folder_of_type, name), repo=repo)
-    target = _visible(in_type_folder, loc, build, folder_of_type)
+    target = _visible(
+        loc.sibling(loc.fullpath, repo=repo), build, folder_of_type, external=bool(external)
+    )
     if not confined(target, repo):
         raise InvalidLinkError(f"{target}: a symlink in the repo leads this write out of it")
     return target
 
 
-def _visible(inside: Location, at_path: Location, build: Build[Any], folder: str) -> Location:
-    """`inside` (in `.mlem/<type>/`), unless a file at the name's path `at_path` would
-    hide it (the lookup, MLEM's too, reads the path first): a link there, written by an
-    earlier version or by MLEM with `external`, is the alias this name moves, so it is
-    updated in place (with a warning); anything else there is refused, as the write
-    would be invisible (`ObjectExistsError`)."""
-    try:
-        existing = read_object(at_path, build)
-    except NotAFileError as exc:
-        raise ObjectExistsError(f"{at_path} is not a file, and would hide {inside}") from exc
-    except MlemError:
-        existing = False  # unreadable: refused below, it is not a link we may replace
-    if existing is None:
-        return inside
-    if existing is not False and is_link(existing) and folder == "link":
-        logger.warning(
-            redact(
-                f"{at_path} is the alias this name finds (it hides {inside}, where MLEM "
-                "would write): it is updated in place"
+def _visible(at_path: Location, build: Build[Any], folder: str, *, external: bool) -> Location:
+    """Where a write for the name at `at_path` (`<repo>/<name>.mlem`) goes: the type
+    folder `<repo>/.mlem/<folder>/<name>.mlem`, or `at_path` itself when `external`,
+    so that afterwards the name finds what was written, and nothing else changes what a
+    name finds. The path and the type folders are read at once (one round trip):
+
+    - into the type folder: a file at the path would hide the write (the lookup, MLEM's
+      too, reads the path first): a link there (written by an earlier version, or by
+      MLEM with `external`) is the alias this name moves, so it is updated in place, with
+      a warning; anything else there is refused. An object of that name in another type
+      folder is refused too: the name would become ambiguous (both tools refuse those).
+    - at the path (`external`): a new file there would hide an object of that name in a
+      type folder (MLEM's index link to this very path aside): refused.
+
+    Refusals raise `ObjectExistsError` before anything is written."""
+    repo = cast(str, at_path._repo)
+    name = relpath(at_path.fullpath, repo)
+    own = at_path.sibling(join(repo, MLEM_DIR, folder, name), repo=repo)
+    others = [c for c in _in_type_folders(at_path, repo) if str(c) != str(own)]
+    if external:
+        others = _in_type_folders(at_path, repo)
+    answers = _read_candidates([at_path, *others], build)
+    existing = answers[0]
+    if isinstance(existing, NotAFileError):  # a folder or FIFO there: never replaced
+        raise ObjectExistsError(f"{at_path} is not a file; the name is taken")
+    taken = [
+        str(loc)
+        for loc, answer in zip(others, answers[1:], strict=True)
+        if answer is not None and not _is_index_link(answer, name)
+    ]
+    if external:
+        if existing is None and taken:
+            raise ObjectExistsError(
+                f"{at_path} would hide {', '.join(taken)}: the name would then find the new "
+                "file (in MLEM too); choose another name, or write without external=True"
             )
-        )
         return at_path
-    raise ObjectExistsError(
-        f"{at_path} already exists and would hide {inside} (MLEM and mlemremote read the "
-        f"path first): choose another name, or pass external=True to write at {at_path}"
+    if existing is not None:
+        if not isinstance(existing, MlemError) and is_link(existing) and folder == "link":
+            logger.warning(
+                redact(
+                    f"{at_path} is the alias this name finds (it hides {own}, where MLEM "
+                    "would write): it is updated in place"
+                )
+            )
+            return at_path
+        raise ObjectExistsError(
+            f"{at_path} already exists and would hide {own} (MLEM and mlemremote read the "
+            f"path first): choose another name, or pass external=True to write at {at_path}"
+        )
+    if taken:
+        raise ObjectExistsError(
+            f"the name {name[: -len(MLEM_EXT)]!r} already names {', '.join(taken)}: writing "
+            f"{own} would make it ambiguous (MLEM and mlemremote refuse such names); choose "
+            "another name"
+        )
+    return own
+
+
+def _is_index_link(answer: _Found, name: str) -> bool:
+    """MLEM's index link of an external object: `.mlem/link/<name>` with `path: <name>`."""
+    return (
+        not isinstance(answer, MlemError)
+        and is_link(answer)
+        and answer.repo is None
+        and answer.rev is None
+        and answer.path in (name, name[: -len(MLEM_EXT)])
     )
 
 
@@ -920,6 +955,13 @@ def _expected_token(
             raise AliasChangedError(f"{target} does not exist; nothing was written")
         return expected, replaced if token == expected else None
     expected = cast(Link, expected)  # check_expected let only links through
+    if expected.location is not None and _same_name(expected.location, target):
+        # The name now finds another file (a link appeared at `<repo>/<name>.mlem`, which
+        # hides `.mlem/link/<name>.mlem`, or went away): the alias changed since.
+        raise AliasChangedError(
+            f"{target} is now the alias this name finds, not {expected.location} as loaded; "
+            "nothing was written"
+        )
     if expected.location is None or str(expected.location) != str(target):
         raise InvalidLinkError(
             f"expected= must be the link at {target} as loaded, not {_name(expected)}"
@@ -927,6 +969,22 @@ def _expected_token(
     if expected._token is None:
         raise InvalidLinkError("expected= link carries no version token: load it first")
     return expected._token, expected.to_dict()
+
+
+def _same_name(a: Location, b: Location) -> bool:
+    """Two different metafiles that one name in one repo may find: `<repo>/<name>.mlem`
+    and `<repo>/.mlem/<type>/<name>.mlem`."""
+    repo = b._repo
+    if str(a) == str(b) or not isinstance(repo, str) or not a.same_storage(b):
+        return False
+    if not (is_inside(a.fullpath, repo) and is_inside(b.fullpath, repo)):
+        return False
+
+    def name(loc: Location) -> str:
+        parts = relpath(loc.fullpath, repo).split("/")
+        return "/".join(parts[2:] if parts[0] == MLEM_DIR and len(parts) > 2 else parts)
+
+    return name(a) == name(b)
 
 
 def _current_link(target: Location, build: Build[Any]) -> tuple[Expected, dict[str, Any] | None]:

@@ -240,6 +240,8 @@ def resolve(
             loc = resolve(path, storage_options=storage_options, like=repo_loc)
             if not (loc.same_storage(repo_loc) and is_inside(loc.fullpath, repo_loc.fullpath)):
                 raise InvalidLinkError(f"{loc.uri} is not inside repo {repo_loc.uri}")
+            if loc.fullpath.rstrip("/") == repo_loc.fullpath.rstrip("/"):
+                raise InvalidLinkError(f"{_short(path)} names repo {repo_loc.uri} itself")
             loc._repo = repo_loc.fullpath
         return at_revision(loc, rev) if rev is not None else loc
 
@@ -385,8 +387,13 @@ def single_flight(cache: dict[str, Future[T]] | None, key: str, compute: Callabl
 
 
 def is_repo_root(loc: Location, folder: str) -> bool:
-    """Does `folder` (on `loc`'s filesystem) hold `.mlem/config.yaml`? One GET per folder
-    and call."""
+    """Is `folder` (on `loc`'s filesystem) a repo root? On local disk, MLEM's own test:
+    a `.mlem` folder is there (`mlem init` leaves out config.yaml when `.mlem/` exists, and
+    MLEM then reads relative paths against that root: so must we). Elsewhere, where
+    folders are only key prefixes: `.mlem/config.yaml` is there, one GET per folder and
+    call."""
+    if loc.is_local:
+        return os.path.isdir(os.path.join(folder or "/", MLEM_DIR))
     config = loc.sibling(join(folder, MLEM_DIR, CONFIG_FILE), repo=None)
     key = f"{config}|{id(loc.fs)}"
     return single_flight(_probes.get(), key, lambda: read_bytes(config) is not None)

@@ -405,8 +405,18 @@ def rollback(
     else:
         entries = _history_of(current)
         if to is None:
-            now = _resolved(current, current.loc)
-            earlier = (e for e in entries[1:] if _resolved(e.link, current.loc) != now)
+            # One lookup per distinct target (a deploy job re-linking the same model a
+            # hundred times leaves a hundred identical entries).
+            seen: dict[tuple[str, str | None, str | None], str | None] = {}
+
+            def finds(link: MlemLink) -> str | None:
+                key = (link.path, link.repo, link.rev)
+                if key not in seen:
+                    seen[key] = _resolved(link, current.loc)
+                return seen[key]
+
+            now = finds(current)
+            earlier = (e for e in entries[1:] if finds(e.link) != now)
             found = next(earlier, None)
             if found is None:
                 raise InvalidLinkError(f"{current.location} has no earlier target to go back to")

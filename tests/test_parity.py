@@ -20,6 +20,7 @@ from mlemremote.api import history, init, link, load_meta, rollback
 from mlemremote.core.errors import (
     AmbiguousObjectError,
     MlemObjectNotFound,
+    ObjectExistsError,
     RemoteGitNotSupportedError,
     SecretInURLError,
 )
@@ -99,10 +100,32 @@ def test_an_index_link_never_replaces_an_alias(
     a_model(backend, 1, "repo", "v1", external=True)
     link("v1", source_repo=r, target="models/ext", target_repo=r, **opts(backend))
     alias = backend.read(backend.uri("repo", ".mlem", "link", "models", "ext.mlem"))
-    with caplog.at_level(logging.WARNING, logger="mlemremote"):
+    # An external object at models/ext.mlem would hide the alias `models/ext`: refused.
+    with pytest.raises(ObjectExistsError, match="would hide"):
         a_model(backend, 2, "repo", "models", "ext", external=True)
     assert backend.read(backend.uri("repo", ".mlem", "link", "models", "ext.mlem")) == alias
-    assert any("not indexed" in message for message in caplog.messages)
+    assert not backend.exists(backend.uri("repo", "models", "ext.mlem"))
+    assert load_meta("models/ext", repo=r, **opts(backend)).model_type == {"v": 1}
+
+
+def test_writes_never_change_what_another_name_finds(backend: Backend) -> None:
+    r = backend.uri("repo")
+    init(r, **opts(backend))
+    a_model(backend, 1, "repo", "rf")  # .mlem/model/rf.mlem
+    a_model(backend, 2, "repo", "v2", external=True)
+    link("v2", source_repo=r, target="prod", target_repo=r, **opts(backend))
+    before = backend.files()
+    with pytest.raises(ObjectExistsError, match="ambiguous"):  # an alias named like a model
+        link("v2", source_repo=r, target="rf", target_repo=r, **opts(backend))
+    with pytest.raises(ObjectExistsError, match="ambiguous"):  # a model named like an alias
+        a_model(backend, 3, "repo", "prod")
+    with pytest.raises(ObjectExistsError, match="would hide"):  # an external one, the same
+        a_model(backend, 3, "repo", "prod", external=True)
+    with pytest.raises(ObjectExistsError, match="would hide"):
+        link("v2", source_repo=r, target="rf", target_repo=r, external=True, **opts(backend))
+    assert backend.files() == before
+    assert load_meta("prod", repo=r, **opts(backend)).model_type == {"v": 2}
+    assert load_meta("rf", repo=r, **opts(backend)).model_type == {"v": 1}
 
 
 def test_repo_field_ends_with_a_slash_and_same_repo_links_name_the_exact_metafile(
@@ -153,7 +176,9 @@ def test_the_path_wins_over_a_type_folder_and_the_hidden_one_is_reported(
     r = backend.uri("repo")
     init(r, **opts(backend))
     a_model(backend, 1, "repo", "models", "rf")  # .mlem/model/models/rf.mlem
-    a_model(backend, 2, "repo", "models", "rf", external=True)  # models/rf.mlem
+    # models/rf.mlem, as MLEM writes it (mlemremote refuses to hide an object this way)
+    external = MlemModel(model_type={"v": 2}).to_yaml()
+    backend.write(backend.uri("repo", "models", "rf.mlem"), external)
     with caplog.at_level(logging.WARNING, logger="mlemremote"):
         found = load_meta("models/rf", repo=r, **opts(backend))
     assert found.model_type == {"v": 2}
@@ -168,7 +193,9 @@ def test_a_name_in_two_type_folders_is_refused(backend: Backend) -> None:
     r = backend.uri("repo")
     init(r, **opts(backend))
     a_model(backend, 1, "repo", "rf")  # .mlem/model/rf.mlem
-    link(backend.uri("repo", ".mlem", "model", "rf"), target="rf", target_repo=r, **opts(backend))
+    # An alias of the same name, as MLEM writes it (mlemremote refuses to)
+    alias = mlem_link(".mlem/model/rf.mlem")
+    backend.write(backend.uri("repo", ".mlem", "link", "rf.mlem"), alias)
     with pytest.raises(AmbiguousObjectError, match="MLEM refuses"):
         load_meta("rf", repo=r, **opts(backend))
     results = {res.uri: res for res in _bulk.check_links(r, **opts(backend)).results}

@@ -137,35 +137,27 @@ def test_f3_same_repo_link_names_a_different_model_than_its_source(
 
 
 # -- F6: the name form makes links that MLEM (or mlemremote itself) cannot read ---------------
-def test_f6a_link_written_by_link_is_unreadable_when_the_name_is_in_two_type_folders(
-    tmp_path: Path,
-) -> None:
+def test_f6a_a_second_object_of_one_name_is_refused(tmp_path: Path) -> None:
     repo = str(tmp_path / "repo")
     init(repo)
     model(1, "rf", repo=repo)  # .mlem/model/rf.mlem
-    MlemData().dump("rf", repo=repo)  # .mlem/dataset/rf.mlem (a model and its data, one name)
-    link(f"{repo}/.mlem/model/rf.mlem", target="prod", target_repo=repo)  # returns normally
-    try:
-        load_meta("prod", repo=repo)
-    except MlemError as exc:
-        pytest.fail(f"the link link() just wrote cannot be read: {type(exc).__name__}: {exc}")
+    with pytest.raises(ObjectExistsError, match="ambiguous"):  # its data under the same name
+        MlemData().dump("rf", repo=repo)
+    link(f"{repo}/.mlem/model/rf.mlem", target="prod", target_repo=repo)
+    assert load_meta("prod", repo=repo).model_type == {"v": 1}
 
 
 @needs_peer
-def test_f6b_alias_with_its_models_name_breaks_mlem_load_and_ls(tmp_path: Path, peer: Peer) -> None:
+def test_f6b_an_alias_named_like_its_model_is_refused(tmp_path: Path, peer: Peer) -> None:
     d, repo = str(tmp_path), str(tmp_path / "repo")
     peer("init", cwd=d, path=repo)
     peer("save_model", cwd=d, path="rf", repo=repo, seed=1)
-    link("rf", source_repo=repo, target="rf", target_repo=repo)  # path: rf.mlem
-    alias = f"{repo}/.mlem/link/rf.mlem"
-    assert str(load_meta(alias).location).endswith("/.mlem/model/rf.mlem")  # we serve it
-    problems = []
-    for op, kw in (("load", {"path": alias}), ("ls", {"repo": repo})):
-        try:
-            peer(op, cwd=d, **kw)
-        except PeerError as exc:
-            problems.append(f"mlem {op}: {exc}")
-    assert not problems, problems
+    with pytest.raises(ObjectExistsError, match="ambiguous"):  # MLEM would then refuse `rf`
+        link("rf", source_repo=repo, target="rf", target_repo=repo)
+    assert peer("load", cwd=d, path="rf", repo=repo)["location"]["fullpath"].endswith(
+        "/.mlem/model/rf.mlem"
+    )
+    peer("ls", cwd=d, repo=repo)
 
 
 # -- F7: rollback() goes "back" to the target the alias already has -------------------------
@@ -207,7 +199,8 @@ def test_f4_shadow_warning_only_when_repo_is_passed(
     repo = str(tmp_path / "repo")
     init(repo)
     model(2, "rf", repo=repo)  # .mlem/model/rf.mlem ...
-    model(1, "rf", repo=repo, external=True)  # ... hidden by <repo>/rf.mlem
+    # ... hidden by <repo>/rf.mlem, as MLEM writes it (mlemremote refuses to hide it)
+    write(f"{repo}/rf.mlem", MlemModel(model_type={"v": 1}).to_yaml())
     caplog.set_level(logging.WARNING, logger="mlemremote")
     assert load_meta("rf", repo=repo).model_type == {"v": 1}
     assert any("hides" in r.message for r in caplog.records)

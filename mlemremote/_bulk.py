@@ -244,12 +244,7 @@ def _hidden(
     name = "/".join(relpath(loc.fullpath, repo).split("/")[2:])
     found = names.get(name, [])
     direct = join(repo, name)
-    if (
-        isinstance(obj, MlemLink)
-        and obj.repo is None
-        and obj.rev is None
-        and obj.path in (name, name[: -len(MLEM_EXT)])
-    ):
+    if obj is not None and _links.is_index_link(obj, name):
         return None
     if found and found[0] == direct:
         return CheckResult(

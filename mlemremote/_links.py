@@ -23,7 +23,6 @@ from urllib.parse import unquote
 
 from mlemremote import _history, _policy, _yaml
 from mlemremote._location import (
-    _UNKNOWN,
     Location,
     at_revision,
     confined,
@@ -39,7 +38,6 @@ from mlemremote._paths import (
     is_inside,
     join,
     relpath,
-    repo_from_path,
     split_scheme,
 )
 from mlemremote._redact import redact
@@ -82,7 +80,6 @@ class Meta(Protocol):
     _token: str | None
     _version: str | None
     _modified: datetime | None
-    _shadowed: list[str]
 
     @property
     def object_type(self) -> str: ...
@@ -220,17 +217,12 @@ def _in_type_folders(direct: Location, repo: str | None) -> list[Location]:
     if repo is None or not is_inside(direct.fullpath, repo):
         return []
     name = relpath(direct.fullpath, repo)
-    if MLEM_DIR in name.split("/") or name == MLEM_EXT:
+    if MLEM_DIR in name.split("/"):
         return []
     return [
         direct.sibling(join(repo, MLEM_DIR, folder, name), repo=repo, same_version=True)
         for folder in TYPE_FOLDERS
     ]
-
-
-def _known_repo(loc: Location) -> str | None:
-    """The repo of `loc` when it is known without a request (given, or in the path)."""
-    return loc._repo if loc._repo is not _UNKNOWN else repo_from_path(loc.fullpath)
 
 
 _Found = Any  # a parsed object, None (no such file) or the MlemError its read raised
@@ -273,7 +265,7 @@ def find_meta(
     As in MLEM, a name found in two type folders is refused (`AmbiguousObjectError`), and
     the path wins over a type folder. With `shadows` (a name the caller gave), the type
     folders are read too, at once with the path when the repo is known without a
-    request: an object the path hides is named in a warning and kept in `_shadowed`.
+    request: an object the path hides is named in a warning.
     (`check` finds hidden objects from its listing, for every link hop.) Otherwise the
     type folders are read only after the path missed, and the repo looked up only then.
 
@@ -283,7 +275,7 @@ def find_meta(
     repo, whichever name (`x`, `x.mlem`, `.mlem/<type>/x.mlem`) it is found under.
     """
     direct = _direct(loc)
-    known = _known_repo(direct) if shadows else None
+    known = direct.known_repo if shadows else None
     folders = _in_type_folders(direct, known)
     tried = [str(direct), *map(str, folders)]
     answers = _answers([direct, *folders], build, chain)
@@ -291,7 +283,7 @@ def find_meta(
     if first is not None:
         if isinstance(first, MlemError):
             raise first
-        _note_shadows(first, direct, known, list(zip(folders, answers[1:], strict=True)))
+        _note_shadows(direct, known, list(zip(folders, answers[1:], strict=True)))
         return cast(ObjT, first)
     if not folders:  # the repo is looked up now (a request per folder, shared in the call)
         folders = _in_type_folders(direct, direct.repo if known is None else known)
@@ -338,7 +330,7 @@ def _answers(
 
 
 def _note_shadows(
-    found: Meta, direct: Location, repo: str | None, others: list[tuple[Location, _Found]]
+    direct: Location, repo: str | None, others: list[tuple[Location, _Found]]
 ) -> None:
     """Warn about the objects of the same name that the path hides (MLEM's index link to
     the path itself, `.mlem/link/<path>.mlem`, hides nothing)."""
@@ -350,10 +342,9 @@ def _note_shadows(
         for candidate, answer in others
         if answer is not None
         and not isinstance(answer, LinkCycleError)
-        and not _is_index_link(answer, name)
+        and not is_index_link(answer, name)
     ]
     if shadowed:
-        found._shadowed = shadowed
         logger.warning(
             redact(
                 f"{direct} hides {', '.join(shadowed)}: MLEM and mlemremote both read the "
@@ -721,9 +712,7 @@ def _visible(at_path: Location, build: Build[Any], folder: str, *, external: boo
     repo = cast(str, at_path._repo)
     name = relpath(at_path.fullpath, repo)
     own = at_path.sibling(join(repo, MLEM_DIR, folder, name), repo=repo)
-    others = [c for c in _in_type_folders(at_path, repo) if str(c) != str(own)]
-    if external:
-        others = _in_type_folders(at_path, repo)
+    others = [c for c in _in_type_folders(at_path, repo) if external or str(c) != str(own)]
     answers = _read_candidates([at_path, *others], build)
     existing = answers[0]
     if isinstance(existing, NotAFileError):  # a folder or FIFO there: never replaced
@@ -731,7 +720,7 @@ def _visible(at_path: Location, build: Build[Any], folder: str, *, external: boo
     taken = [
         str(loc)
         for loc, answer in zip(others, answers[1:], strict=True)
-        if answer is not None and not _is_index_link(answer, name)
+        if answer is not None and not is_index_link(answer, name)
     ]
     if external:
         if existing is None and taken:
@@ -762,7 +751,7 @@ def _visible(at_path: Location, build: Build[Any], folder: str, *, external: boo
     return own
 
 
-def _is_index_link(answer: _Found, name: str) -> bool:
+def is_index_link(answer: _Found, name: str) -> bool:
     """MLEM's index link of an external object: `.mlem/link/<name>` with `path: <name>`."""
     return (
         not isinstance(answer, MlemError)

@@ -152,6 +152,12 @@ class Location:
             git_root=self.git_root,
         )
 
+    @property
+    def known_repo(self) -> str | None:
+        """The repo root when it is known without a request (given, or named by a `.mlem/`
+        component of the path); None otherwise (`repo` looks it up)."""
+        return self._repo if self._repo is not _UNKNOWN else repo_from_path(self.fullpath)
+
     def as_repo(self) -> Location:
         """This folder, taken as a repo root."""
         return self.sibling(self.fullpath, repo=self.fullpath, same_version=True)
@@ -424,7 +430,7 @@ def anchor_remotes(loc: Location) -> None:
     remotes = current_remotes()
     if remotes is None or remotes.repo_config is not None:
         return
-    repo = loc._repo if loc._repo is not _UNKNOWN else repo_from_path(loc.fullpath)
+    repo = loc.known_repo
     if repo is not None:
         config = loc.sibling(join(repo, MLEM_DIR, CONFIG_FILE), repo=None)
         remotes.repo_config = (lambda: read_bytes(config), str(config))

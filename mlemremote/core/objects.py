@@ -38,8 +38,6 @@ class MlemObject(BaseModel):
     _token: str | None = PrivateAttr(default=None)
     _version: str | None = PrivateAttr(default=None)
     _modified: datetime | None = PrivateAttr(default=None)  # when it was written, if known
-    # Metafiles of the same name that the one this was read from hides (see `find_meta`).
-    _shadowed: list[str] = PrivateAttr(default_factory=list)
 
     def __init__(self, **data: Any) -> None:
         try:

@@ -10,7 +10,8 @@ objects for both tools, and measures, alternating the two tools in one process t
   both tools, whatever their client library);
 - median latency per operation, on a direct connection, and the ratio mlemremote/MLEM;
 - resolving 1,000 links: MLEM one by one, mlemremote with `load_many`;
-- start-up of `mlemremote --help` and `mlem --help`.
+- start-up of `mlemremote --help` and `mlem --help`;
+- reads from a remote git server, cold and warm (mlemremote only; beside `git` by hand).
 
 Results: benchmarks/results/results.json, results.md and chart.png.
 """
@@ -285,6 +286,79 @@ def startup(peer_python: Path) -> dict[str, float]:
     return {name: round(statistics.median(t) * 1000, 1) for name, t in times.items()}
 
 
+# -- remote git ------------------------------------------------------------------------------
+def measure_git() -> dict[str, Any]:
+    """Reads from a real git server (`git http-backend`, tests/gitserver.py), cold (empty
+    cache) and warm, counted by the server; beside them, what a user would run by hand
+    (`git ls-remote`, `git clone --depth 1`). MLEM is not in this table: its GitHub
+    resolver speaks only to api.github.com."""
+    import tempfile
+
+    from gitserver import GitServer, models_repo
+
+    work = Path(tempfile.mkdtemp(prefix="mlemremote-git-bench-"))
+    shas = models_repo(work / "repos")
+    server = GitServer(work / "repos").start()
+    url = f"{server.url}/org/models.git"
+    caches = iter(range(1_000_000))
+
+    def fresh_cache() -> None:
+        os.environ["MLEMREMOTE_CACHE_DIR"] = str(work / f"cache-{next(caches)}")
+
+    def timed(prepare: Callable[[], None], run: Callable[[], Any]) -> dict[str, Any]:
+        seconds, counts = [], []
+        for _ in range(REPEATS):
+            prepare()
+            server.reset()
+            start = time.perf_counter()
+            run()
+            seconds.append(time.perf_counter() - start)
+            counts.append(len(server.requests))
+        return {
+            "requests": max(counts),
+            "median_ms": round(statistics.median(seconds) * 1000, 1),
+        }
+
+    def git_cli(*args: str) -> Callable[[], Any]:
+        def run() -> None:
+            target = work / f"clone-{uuid.uuid4().hex}"
+            argv = [a.replace("TARGET", str(target)) for a in args]
+            subprocess.run(["git", *argv], check=True, capture_output=True)
+            if target.exists():
+                (target / ".mlem" / "model" / "rf.mlem").read_bytes()
+                shutil.rmtree(target)
+
+        return run
+
+    names = ["rf", "latest", ".mlem/link/models/external"] * 34
+    warm = lambda: None  # noqa: E731
+    try:
+        fresh_cache()
+        rows = {
+            "by tag, cold cache": timed(fresh_cache, lambda: load_meta("rf", url, "v1")),
+            "by commit, cold cache": timed(fresh_cache, lambda: load_meta("rf", url, shas["c1"])),
+        }
+        load_meta("rf", url, "main")
+        rows["by branch, warm cache"] = timed(warm, lambda: load_meta("rf", url, "main"))
+        rows["pinned commit, warm cache"] = timed(warm, lambda: load_meta("rf", url, shas["c2"]))
+        rows[f"load_many {len(names)} names by branch, warm"] = timed(
+            warm, lambda: load_many(names, url, rev="main")
+        )
+        rows["git ls-remote (by hand)"] = timed(warm, git_cli("ls-remote", url))
+        rows["git clone --depth 1 + read (by hand)"] = timed(
+            warm, git_cli("clone", "-q", "--depth", "1", "--branch", "v1", url, "TARGET")
+        )
+        server.stop()
+        rows["pinned commit, server stopped"] = timed(
+            warm, lambda: load_meta("rf", url, shas["c2"])
+        )
+    finally:
+        server.stop()
+        os.environ.pop("MLEMREMOTE_CACHE_DIR", None)
+        shutil.rmtree(work, ignore_errors=True)
+    return rows
+
+
 # -- reporting -----------------------------------------------------------------------------
 def write_results(results: dict[str, Any]) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -316,6 +390,12 @@ def write_results(results: dict[str, Any]) -> None:
             f"| {bulk['speedup_worst_run']}x "
             f"| {bulk['s3fs_raw_gather_s']} | {bulk['s3fs_raw_gather_speedup']}x |"
         )
+    if "git" in results:
+        lines += ["", "| remote git read | requests | median ms |", "| --- | --- | --- |"]
+        lines += [
+            f"| {op} | {row['requests']} | {row['median_ms']} |"
+            for op, row in results["git"].items()
+        ]
     lines += ["", "| command | median start-up (ms) |", "| --- | --- |"]
     lines += [f"| `{name}` | {ms} |" for name, ms in results["startup_ms"].items()]
     (RESULTS / "results.md").write_text("\n".join(lines) + "\n")
@@ -347,6 +427,12 @@ def chart(results: dict[str, Any]) -> None:
 
 
 def main() -> None:
+    if sys.argv[1:] == ["git"]:  # only the remote git table, merged into the last results
+        results = json.loads((RESULTS / "results.json").read_text())
+        results["git"] = measure_git()
+        write_results(results)
+        print((RESULTS / "results.md").read_text())
+        return
     peer_python = ensure_peer()  # (exits with the reason when there is no Python 3.9)
     assert peer_python is not None
     results: dict[str, Any] = {"repeats": REPEATS, "servers": []}
@@ -354,6 +440,8 @@ def main() -> None:
         for name, url in endpoints.s3.items():
             print(f"measuring on {name} ...", flush=True)
             results["servers"].append(measure_server(name, url, peer_python))
+    print("measuring remote git ...", flush=True)
+    results["git"] = measure_git()
     results["startup_ms"] = startup(peer_python)
     write_results(results)
     print((RESULTS / "results.md").read_text())

@@ -100,6 +100,7 @@ def load_many(
     paths: Sequence[str],
     repo: str | None = None,
     *,
+    rev: str | None = None,
     follow_links: bool = True,
     force_type: type[MlemObject] | None = None,
     storage_options: Mapping[str, Any] | None = None,
@@ -112,7 +113,7 @@ def load_many(
     locations: list[Location | MlemError] = []
     for path in paths:
         try:
-            loc = resolve(path, repo, storage_options=storage_options)
+            loc = resolve(path, repo, rev, storage_options=storage_options)
         except Exception as exc:  # one bad path is one error in its place
             locations.append(to_mlem_error(exc, f"load_many({path!r:.100})"))
             continue
@@ -152,10 +153,14 @@ def metafiles_under(loc: Location) -> list[Location]:
 
 
 def list_repo(
-    repo: str, *, storage_options: Mapping[str, Any] | None = None, concurrency: int = 32
+    repo: str,
+    *,
+    rev: str | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+    concurrency: int = 32,
 ) -> list[tuple[str, MlemObject | MlemError]]:
-    """(name in the repo, object or error) for every metafile in `repo`."""
-    root = resolve(repo, storage_options=storage_options).as_repo()
+    """(name in the repo, object or error) for every metafile in `repo` (at `rev`)."""
+    root = resolve(repo, rev=rev, storage_options=storage_options).as_repo()
     anchor_remotes(root)
     files = metafiles_under(root)
 
@@ -275,10 +280,14 @@ _STATUS: list[tuple[type[MlemError], str]] = [
 
 
 def check_links(
-    prefix: str, *, storage_options: Mapping[str, Any] | None = None, concurrency: int = 32
+    prefix: str,
+    *,
+    rev: str | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+    concurrency: int = 32,
 ) -> Checks:
-    """Resolve every link below `prefix`; results stream in as they complete."""
-    root = resolve(prefix, storage_options=storage_options)
+    """Resolve every link below `prefix` (at `rev`); results stream in as they complete."""
+    root = resolve(prefix, rev=rev, storage_options=storage_options)
     files = metafiles_under(root)
     repo = root.repo if MLEM_DIR not in root.fullpath.split("/") else None
     if repo is not None:

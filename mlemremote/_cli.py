@@ -33,6 +33,14 @@ StorageOptions = Annotated[
 ]
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Show tracebacks on errors.")]
 Json = Annotated[bool, typer.Option("--json", help="Print JSON for machines.")]
+Rev = Annotated[
+    str | None,
+    typer.Option(
+        "--rev",
+        help="A git branch, tag or commit (of a git repository, local or remote), or an "
+        "object version of a versioned bucket.",
+    ),
+]
 T = TypeVar("T")
 
 
@@ -101,7 +109,7 @@ def link(
     source: str,
     target: str,
     source_repo: Annotated[str | None, typer.Option("--source-repo", "--sr")] = None,
-    rev: Annotated[str | None, typer.Option("--rev")] = None,
+    rev: Rev = None,
     target_repo: Annotated[str | None, typer.Option("--target-repo", "--tr")] = None,
     external: Annotated[bool, typer.Option("--external", "-e")] = False,
     follow_links: Annotated[bool, typer.Option("--follow-links/--no-follow-links")] = True,
@@ -143,6 +151,7 @@ def link(
 def show(
     path: str,
     repo: Annotated[str | None, typer.Option("--repo")] = None,
+    rev: Rev = None,
     no_follow: Annotated[bool, typer.Option("--no-follow")] = False,
     storage_option: StorageOptions = None,
     json_out: Json = False,
@@ -156,7 +165,7 @@ def show(
     options = parse_storage_options(storage_option)
 
     def hops() -> list[Any]:
-        first = load_meta(path, repo, follow_links=False, storage_options=options)
+        first = load_meta(path, repo, rev, follow_links=False, storage_options=options)
         if no_follow:
             return [first]
         return _links.walk_all(first, build)
@@ -184,6 +193,7 @@ def _pointer(obj: Any) -> dict[str, Any]:
 @app.command("ls")
 def ls(
     repo: str,
+    rev: Rev = None,
     storage_option: StorageOptions = None,
     json_out: Json = False,
     verbose: Verbose = False,
@@ -195,7 +205,7 @@ def ls(
     options = parse_storage_options(storage_option)
 
     def run() -> list[tuple[str, Any]]:
-        return _bulk.list_repo(repo, storage_options=options)
+        return _bulk.list_repo(repo, rev=rev, storage_options=options)
 
     entries = _run(verbose, run, bulk=True)
     rows = [
@@ -222,6 +232,7 @@ def ls(
 @app.command()
 def check(
     repo_or_prefix: str,
+    rev: Rev = None,
     concurrency: Annotated[int, typer.Option("--concurrency", min=1)] = 32,
     storage_option: StorageOptions = None,
     json_out: Json = False,
@@ -237,7 +248,9 @@ def check(
     results: list[CheckResult] = []
 
     def run() -> None:
-        found = _bulk.check_links(repo_or_prefix, storage_options=options, concurrency=concurrency)
+        found = _bulk.check_links(
+            repo_or_prefix, rev=rev, storage_options=options, concurrency=concurrency
+        )
         if not tty:
             results.extend(found.results)
             return

@@ -41,12 +41,15 @@ from mlemremote._paths import (
     split_scheme,
 )
 from mlemremote._redact import redact
+from mlemremote._remotes import Remotes
+from mlemremote._remotes import current as current_remotes
 from mlemremote._stores import (
     Answer,
     Blob,
     Expect,
     Expected,
     WriteConflict,
+    git,
     read_bytes,
     read_many,
     store_for,
@@ -399,15 +402,22 @@ def _inside(full: str, folder: str, plain_full: str) -> bool:
 def _target(link: Link, base: Location | None) -> Location:
     where = _name(link)
     check_link_field(link.path, "path", where)
+    if base is not None and base.git_root is not None:
+        _stay_in_revision(link, base, where)
     if link.repo is not None:
-        _policy.refuse_remote_git(link.repo, link.rev, where)  # (before: github:// has '@')
+        spec = git.parse_git_url(link.repo, link.rev, whole=True)  # (github:// has '@')
         check_link_field(link.repo, "repo", where)
-        if split_scheme(link.repo)[0] is not None:  # scheme-less: MLEM's same-bucket form
+        if spec is not None:
+            _check_git_destination(spec.repo, base, where)
+        elif split_scheme(link.repo)[0] is not None:  # scheme-less: MLEM's same-bucket form
             _check_destination(link.repo, base, where)
-        return _repo_link_target(link, link.repo, base)
+        return _repo_link_target(link, link.repo, base, spec is not None)
     scheme, _ = split_scheme(link.path)
     if scheme is not None:
-        _policy.refuse_remote_git(link.path, link.rev, where)
+        spec = git.parse_git_url(link.path, link.rev, whole=False)
+        if spec is not None:
+            _check_git_destination(spec.repo, base, where)
+            return resolve(link.path, rev=link.rev)
         _check_destination(link.path, base, where)
         return resolve(link.path, like=base)
     if base is None:
@@ -476,9 +486,42 @@ def _check_destination(uri: str, base: Location | None, where: str) -> None:
     _policy.check_destination(uri, base_scheme, None if base is None else base.uri, where)
 
 
-def _repo_link_target(link: Link, repo: str, base: Location | None) -> Location:
+def _stay_in_revision(link: Link, base: Location, where: str) -> None:
+    """A link read from a git revision may lead anywhere by a full URI, but a path
+    without one stays in that repository at that revision: no local path from it, no
+    other revision of it."""
+    scheme = split_scheme(link.repo or link.path)[0]
+    if scheme is not None and scheme != "file":
+        return
+    if scheme == "file" or (link.repo or link.path).startswith("/"):
+        raise InvalidLinkError(
+            f"{where}: a link in a git revision names a local path "
+            f"({_show(link.repo or link.path)}); it may not leave its repository"
+        )
+    if link.rev is not None and link.rev != base.rev:
+        raise InvalidLinkError(
+            f"{where}: a link in git revision {base.rev or 'HEAD'} names revision "
+            f"{_show(link.rev)} of its own repository; a relative link stays in its revision"
+        )
+
+
+def _check_git_destination(url: str, base: Location | None, where: str) -> None:
+    """A link may lead to a remote git repository that a remote of the user's config
+    names (by `url` or `insteadof`: the user chose that server); any other goes through
+    the scheme and host policy of every link. Refused addresses are refused either way."""
+    if (current_remotes() or Remotes()).user_names(url):
+        _policy.check_http_address(url, where)
+        return
+    _check_destination(url, base, where)
+
+
+def _repo_link_target(
+    link: Link, repo: str, base: Location | None, remote_git: bool = False
+) -> Location:
     scheme, _ = split_scheme(repo)
     where = _name(link)
+    if remote_git:
+        return resolve(link.path, repo=repo, rev=link.rev)
     if scheme is None and ".." in _plain(repo).split("/"):
         raise InvalidLinkError(f"{where}: repo {_show(repo)} climbs with '..'")
     if scheme is None and base is not None and not base.is_local:
@@ -1003,6 +1046,8 @@ def pinned_location(obj: Meta) -> Location:
     loc = obj.location
     if loc is None:
         raise MlemObjectNotSavedError("pin=True needs a saved object")
+    if loc.git_root is not None:  # a branch or tag: the commit it has now
+        return at_revision(loc, str(loc.fs.repo.resolve_refish(loc.fs.ref)[0].id))
     if loc.rev is not None:
         return loc
     if loc.is_local:

@@ -30,11 +30,11 @@ from mlemremote._paths import (
     split_scheme,
     top_of,
 )
-from mlemremote._policy import refuse_remote_git, refuse_secrets
+from mlemremote._policy import refuse_secrets
 from mlemremote._redact import remember
 from mlemremote._remotes import Remotes
 from mlemremote._remotes import current as current_remotes
-from mlemremote._stores import read_bytes, store_for
+from mlemremote._stores import git, read_bytes, store_for
 from mlemremote.core.errors import (
     InvalidArgumentError,
     InvalidLinkError,
@@ -80,12 +80,15 @@ class Location:
         self.scheme = scheme
         self.rev = rev
         self._repo = repo
-        # Set for a location inside a git revision: the working tree it belongs to.
+        # Set for a location inside a git revision: the repository it belongs to (a
+        # folder on local disk, or the URL of a remote repository).
         self.git_root = git_root
 
     # -- naming ------------------------------------------------------------------------
     def uri_of(self, fullpath: str) -> str:
         """The URI of another path on the same filesystem."""
+        if self.git_root is not None and "://" in self.git_root:
+            return posixpath.join(self.git_root, fullpath).rstrip("/")
         if self.git_root is not None:
             return "file://" + posixpath.join(self.git_root, fullpath).rstrip("/")
         if self.scheme in READ_ONLY_SCHEMES:
@@ -125,7 +128,7 @@ class Location:
 
     @property
     def read_only(self) -> bool:
-        return self.scheme in READ_ONLY_SCHEMES or self.rev is not None
+        return self.scheme in READ_ONLY_SCHEMES or self.rev is not None or bool(self.git_root)
 
     def same_storage(self, other: Location) -> bool:
         """Same filesystem (same backend, endpoint and revision) and same bucket."""
@@ -230,7 +233,9 @@ def resolve(
             f"storage_options must be a mapping of option names to values, not "
             f"{type(storage_options).__name__}"
         )
-    refuse_remote_git(path if repo is None else repo, rev)
+    in_git = _remote_git(path, repo, rev)
+    if in_git is not None:
+        return in_git
     if repo is not None:
         repo_loc = resolve(repo, storage_options=storage_options, like=like)
         scheme, _ = split_scheme(path)
@@ -265,6 +270,67 @@ def resolve(
             fullpath = os.path.abspath(fullpath)
     loc = Location(fs, fullpath, scheme)
     return at_revision(loc, rev) if rev is not None else loc
+
+
+def _remote_git(path: str, repo: str | None, rev: str | None) -> Location | None:
+    """`path` (inside `repo`) when it names a remote git repository (see
+    `_stores.git.parse_git_url`), at `rev`; None otherwise."""
+    if repo is None:
+        spec = git.parse_git_url(path, rev, whole=False)
+        if spec is None:
+            return None
+        inner, repo_path = spec.path.strip("/"), _UNKNOWN
+    else:
+        spec = git.parse_git_url(repo, rev, whole=True)
+        if spec is None:
+            return None
+        repo_path = spec.path.strip("/")
+        if split_scheme(path)[0] is not None or path.startswith("/"):
+            raise InvalidLinkError(
+                f"{_short(path)}: inside the git repository {spec.repo}, name a path relative "
+                "to the repo"
+            )
+        inner = join(repo_path, path)
+        plain = join(repo_path, unquote(path).replace("\\", "/"))
+        if not (is_inside(inner, repo_path) and is_inside(plain, repo_path)):
+            raise InvalidLinkError(f"{_short(path)} leaves repo {spec.repo}")
+        if repo_path in (inner, plain):
+            raise InvalidLinkError(f"{_short(path)} names repo {spec.repo} itself")
+    if inner.startswith("../") or inner == "..":
+        raise InvalidLinkError(f"{_short(path)} leaves the git repository {spec.repo}")
+    return Location(
+        open_git(spec.repo, spec.rev),
+        inner,
+        spec.repo.split("://", 1)[0],
+        repo=repo_path,
+        rev=spec.rev,
+        git_root=spec.repo,
+    )
+
+
+def open_git(url: str, rev: str | None) -> AbstractFileSystem:
+    """The tree of remote repository `url` at `rev` (None: its default branch): from the
+    cache when `rev` is a commit there (no request); else its refs are listed (once per
+    call) and the commit fetched unless cached."""
+    remote = git.remote_repo(url, current_remotes())
+    cache = _probes.get()
+    if rev is not None and git.FULL_SHA.match(rev):
+        commit = rev
+    else:
+        refs = single_flight(
+            cache,
+            f"git-refs|{remote.fetch_url}|{remote.key_of_auth}",
+            lambda: git.list_refs(remote, rev),
+        )
+        commit = git.commit_for(remote, rev, refs)
+    found = git.cached_commit(remote, commit)
+    if found is not None:
+        return found
+    return single_flight(
+        cache,
+        f"git-fetch|{remote.fetch_url}|{commit}",
+        lambda: git.fetch_commit(remote, rev, commit),
+    )
 
 
 def _printable(text: str) -> bool:
@@ -321,6 +387,17 @@ def at_revision(loc: Location, rev: str) -> Location:
     backends raise `RevisionNotSupportedError` naming the backend."""
     if not isinstance(rev, str) or not rev:
         raise RevisionNotFound(f"rev must be a non-empty string, not {rev!r}")
+    if loc.git_root is not None and loc.rev == rev:
+        return loc
+    if loc.git_root is not None and "://" in loc.git_root:
+        return Location(
+            open_git(loc.git_root, rev),
+            loc.fullpath,
+            loc.scheme,
+            repo=loc._repo,
+            rev=rev,
+            git_root=loc.git_root,
+        )
     if not loc.is_local:
         store_for(loc).check_versions(loc)
         return Location(loc.fs, loc.fullpath, loc.scheme, repo=loc._repo, rev=rev)
@@ -331,7 +408,9 @@ def at_revision(loc: Location, rev: str) -> Location:
         raise RevisionNotSupportedError(
             "rev= on local git repositories needs pygit2: pip install 'mlemremote[git]'"
         ) from exc
-    start = loc.fullpath if os.path.isdir(loc.fullpath) else os.path.dirname(loc.fullpath)
+    start = loc.fullpath
+    while not os.path.isdir(start) and os.path.dirname(start) != start:
+        start = os.path.dirname(start)  # (in a bare repository, paths are only in git)
     gitdir = pygit2.discover_repository(start)
     if gitdir is None:
         raise RevisionNotSupportedError(
@@ -339,11 +418,11 @@ def at_revision(loc: Location, rev: str) -> Location:
             "in a git repository"
         )
     repository = pygit2.Repository(gitdir)
+    root = (repository.workdir or repository.path).rstrip("/")  # (bare: no work tree)
     try:
         repository.revparse_single(rev)
     except (KeyError, ValueError) as exc:
-        raise RevisionNotFound(f"revision {rev!r} not found in {repository.workdir}") from exc
-    root = repository.workdir.rstrip("/")
+        raise RevisionNotFound(f"revision {rev!r} not found in {root}") from exc
     fs = GitFileSystem(path=root, ref=rev)
     inner = relpath(loc.fullpath, root)
     if inner == ".":
@@ -358,7 +437,7 @@ def at_revision(loc: Location, rev: str) -> Location:
 # Repo probes made during one API call, so that the source and the target of a link,
 # which often share their upper folders, do not ask for the same config.yaml twice; with
 # concurrent workers (load_many) one probe is in flight per folder, the others wait for it.
-_probes: ContextVar[dict[str, Future[bool]] | None] = ContextVar("mlemremote_probes", default=None)
+_probes: ContextVar[dict[str, Future[Any]] | None] = ContextVar("mlemremote_probes", default=None)
 _probes_lock = threading.Lock()
 
 
@@ -402,7 +481,7 @@ def is_repo_root(loc: Location, folder: str) -> bool:
         return os.path.isdir(os.path.join(folder or "/", MLEM_DIR))
     config = loc.sibling(join(folder, MLEM_DIR, CONFIG_FILE), repo=None)
     key = f"{config}|{id(loc.fs)}"
-    return single_flight(_probes.get(), key, lambda: read_bytes(config) is not None)
+    return bool(single_flight(_probes.get(), key, lambda: read_bytes(config) is not None))
 
 
 def _find_repo(loc: Location) -> str | None:

@@ -8,10 +8,9 @@
 - **Where a link may lead** (`check_destination`): a scheme from `link_schemes`; a local
   path only from a local link (unless `allow_local_links`); over http(s), only the origin
   the read started from, or a host in `allowed_hosts`.
-- **No remote git repos yet** (`refuse_remote_git`): MLEM's links into GitHub
-  (`repo: https://github.com/org/repo` with `rev: main`, or `github://`) and any http(s)
-  repo at a `rev` raise `RemoteGitNotSupportedError`, never a generic refusal, and are
-  never read as web pages.
+- **Remote git repositories** (`GIT_HOSTS`, `.git` URLs, any http(s) repo at a `rev`)
+  are read as git repositories (`_stores.git`), never fetched as web pages; their URLs
+  pass the same checks.
 - **Which addresses http(s) may reach** (`check_http_address`, `refused_ip`): never a
   link-local, cloud metadata, unspecified, multicast, broadcast or reserved address, in
   any spelling (`0xA9FEA9FE`, `2852039166`, `0251.0376.0251.0376`, `169.254.43518`,
@@ -43,7 +42,6 @@ from mlemremote._settings import current as current_settings
 from mlemremote.core.errors import (
     HostNotAllowedError,
     InvalidLinkError,
-    RemoteGitNotSupportedError,
     SecretInURLError,
 )
 
@@ -59,6 +57,8 @@ def refuse_secrets(uri: str) -> None:
     if scheme is None or scheme in PLAIN_PATH_SCHEMES:
         return
     rest = uri.split("://", 1)[1]
+    if scheme == "github":  # fsspec's `github://org:repo@rev/path`: no credentials there
+        rest = rest.split("@", 1)[-1]
     authority = rest.split("/", 1)[0]
     if "@" in authority:
         userinfo = authority.rsplit("@", 1)[0]
@@ -75,40 +75,8 @@ def refuse_secrets(uri: str) -> None:
 
 
 # Hosts whose http(s) URLs MLEM read as git repositories (its GithubResolver), and the
-# other big git hosts: a URL there names a repo, not a file to GET.
+# other big git hosts: a URL there names a repo (`/org/repo`), not a file to GET.
 GIT_HOSTS = frozenset({"github.com", "www.github.com", "gitlab.com", "bitbucket.org"})
-
-
-def refuse_remote_git(uri: str, rev: str | None, where: str = "") -> None:
-    """Raise `RemoteGitNotSupportedError` when `uri` (a repo or path) names a remote git
-    repository: `github://`, a known git host, a `.git` URL, or any http(s) URL at a `rev`.
-
-    >>> refuse_remote_git("s3://bucket/repo", "v1")  # fine: S3 versions are supported
-    """
-    if not isinstance(uri, str) or any(ord(c) < 0x20 or ord(c) == 0x7F for c in uri):
-        return  # (not a URI, or not printable: refused by the caller's own checks)
-    scheme, _ = split_scheme(uri)
-    if scheme is None:
-        return
-    scheme = scheme.lower()
-    remote_git = scheme in ("github", "git", "ssh", "git+ssh", "git+https")
-    if scheme in ("http", "https"):
-        try:
-            parts = urlsplit(uri)
-            host = (parts.hostname or "").lower()
-        except ValueError:
-            return  # not a valid URL: refused as such by the caller's own checks
-        remote_git = rev is not None or host in GIT_HOSTS or parts.path.rstrip("/").endswith(".git")
-    if remote_git:
-        if scheme != "github":  # (its `org:repo@sha` is fsspec's syntax, not a password)
-            refuse_secrets(uri)  # a token in the URL is refused as such, never echoed
-        at = f" at revision {rev!r:.80}" if rev is not None else ""
-        prefix = f"{where}: " if where else ""
-        raise RemoteGitNotSupportedError(
-            f"{prefix}{uri:.300}{at} is a remote git repository: remote git repos are not "
-            "supported yet (MLEM's links into GitHub repos cannot be followed); clone it "
-            "and use the local path, or link to the objects in their bucket"
-        )
 
 
 def origin(uri: str) -> str:

@@ -16,6 +16,18 @@ Two places define them, both as a `remotes:` mapping of name -> settings:
 
 For a URI, the remote with the longest matching `url` wins; a repo's and the user's
 remote for the same url merge, the user's settings on top.
+
+A remote of the user's config can also serve other URLs, as Git's `url.<base>.insteadOf`
+does: a URL that starts with one of its `insteadof` prefixes is read from its `url`
+instead (the longest prefix wins), with its settings. For a git server the settings are
+`username` and, through `env:`, `password` or `token`:
+
+    remotes:
+      github-mirror:
+        url: https://git.example.com/mirror/
+        insteadof: https://github.com/          # or a list of prefixes
+        options: {username: x-access-token}
+        env: {token: MIRROR_TOKEN}
 Only the repo the caller named is asked for remotes (not repos reached by following
 links, which other teams write), and only when a link leaves the caller's bucket.
 """
@@ -47,6 +59,7 @@ class Remote:
     options: Mapping[str, Any] = field(default_factory=dict)
     env: Mapping[str, str] = field(default_factory=dict)  # option -> environment variable
     origin: str = ""
+    insteadof: tuple[str, ...] = ()  # URL prefixes read from `url` instead
 
     def matches(self, uri: str) -> bool:
         prefix = self.url.rstrip("/")
@@ -80,21 +93,29 @@ def parse_remotes(content: Any, origin: str, *, shared: bool) -> list[Remote]:
         where = f"remote {name!r} in {origin}"
         if not isinstance(settings, dict) or not isinstance(settings.get("url"), str):
             raise RemoteConfigError(f"{where}: needs a 'url' (e.g. s3://bucket)")
-        unknown = set(settings) - {"url", "options", "env"}
+        unknown = set(settings) - {"url", "options", "env", "insteadof", "insteadOf"}
         if unknown:
             raise RemoteConfigError(f"{where}: unknown settings {sorted(unknown)}")
         options = settings.get("options") or {}
         env = settings.get("env") or {}
         if not isinstance(options, dict) or not isinstance(env, dict):
             raise RemoteConfigError(f"{where}: 'options' and 'env' must be mappings")
-        if shared:
-            if env:
+        instead = settings.get("insteadof", settings.get("insteadOf")) or []
+        prefixes = [instead] if isinstance(instead, str) else instead
+        if not isinstance(prefixes, list) or not all(
+            isinstance(p, str) and "://" in p for p in prefixes
+        ):
+            raise RemoteConfigError(f"{where}: 'insteadof' must be a URL prefix or a list of them")
+        for what, present in (("env", env), ("insteadof", prefixes)):
+            if shared and present:
+                # (A rewrite decides which server gets asked: the user's choice, as in Git.)
                 raise RemoteConfigError(
-                    f"{where}: 'env' belongs in your user config ({user_config_path()}), "
+                    f"{where}: '{what}' belongs in your user config ({user_config_path()}), "
                     "not in a repo's config that others write"
                 )
+        if shared:
             _refuse_secrets(options, where)
-        found.append(Remote(str(name), settings["url"], options, env, origin))
+        found.append(Remote(str(name), settings["url"], options, env, origin, tuple(prefixes)))
     return found
 
 
@@ -156,6 +177,23 @@ class Remotes:
         names = "+".join(dict.fromkeys(r.name for r in chosen))
         origin = ", ".join(r.origin for r in chosen)
         return Remote(names, chosen[-1].url, options, env, origin)
+
+    def rewrite(self, uri: str) -> tuple[str, Remote | None]:
+        """`uri` after the user's `insteadof` rewrites (the longest prefix wins, as in Git),
+        and the remote that rewrote it."""
+        best: tuple[int, str, Remote] | None = None
+        for remote in self.user:
+            for prefix in remote.insteadof:
+                if uri.startswith(prefix) and (best is None or len(prefix) > best[0]):
+                    best = (len(prefix), prefix, remote)
+        if best is None:
+            return uri, None
+        _, prefix, remote = best
+        return remote.url + uri[len(prefix) :], remote
+
+    def user_names(self, uri: str) -> bool:
+        """Does a remote of the user's config name `uri` (by `url` or `insteadof`)?"""
+        return any(r.matches(uri) or any(uri.startswith(p) for p in r.insteadof) for r in self.user)
 
     def _repo_remotes(self) -> list[Remote]:
         if self.repo_config is None:

@@ -32,12 +32,18 @@ class Settings:
     # Hosts a link read over http(s) may lead to besides its own origin (exact names or
     # IP addresses). Link-local and cloud metadata addresses are refused unless named here.
     allowed_hosts: frozenset[str] = frozenset()
+    # Remote git: what one fetch or ref listing may download before it is cut off, and
+    # how large the cache of fetched commits may grow before the least used are removed.
+    git_max_transfer_bytes: int = 256 << 20
+    git_cache_max_bytes: int = 1 << 30
 
 
 _ENV = {
     "retry_attempts": "MLEMREMOTE_RETRY_ATTEMPTS",
     "retry_max_seconds": "MLEMREMOTE_RETRY_MAX_SECONDS",
     "max_metafile_bytes": "MLEMREMOTE_MAX_METAFILE_BYTES",
+    "git_max_transfer_bytes": "MLEMREMOTE_GIT_MAX_TRANSFER_BYTES",
+    "git_cache_max_bytes": "MLEMREMOTE_GIT_CACHE_MAX_BYTES",
 }
 
 
@@ -61,6 +67,8 @@ def _checked(settings: Settings) -> Settings:
     numbers = {
         "retry_attempts": (int, 1),
         "max_metafile_bytes": (int, 1),
+        "git_max_transfer_bytes": (int, 1),
+        "git_cache_max_bytes": (int, 0),
         "retry_max_seconds": (float, 0),
         "retry_initial_wait": (float, 0),
         "retry_max_wait": (float, 0),

@@ -73,6 +73,7 @@ def load_many(
     paths: Sequence[str],
     repo: str | None = None,
     *,
+    rev: str | None = None,
     follow_links: bool = True,
     force_type: type[MlemObject] | None = None,
     storage_options: StorageOptions | None = None,
@@ -95,6 +96,7 @@ def load_many(
     return _bulk.load_many(
         paths,
         repo,
+        rev=rev,
         follow_links=follow_links,
         force_type=force_type,
         storage_options=storage_options,
@@ -106,10 +108,12 @@ def load_many(
 def check(
     repo_or_prefix: str,
     *,
+    rev: str | None = None,
     storage_options: StorageOptions | None = None,
     concurrency: int = 32,
 ) -> list[CheckResult]:
-    """Resolve every link below `repo_or_prefix` (read as `load_many` reads) and say
+    """Resolve every link below `repo_or_prefix` (at `rev`: a git branch, tag or commit
+    of a git repository; read as `load_many` reads) and say
     how each ends: `status` is ok, external (it leaves the repo), dangling, cycle,
     type-mismatch or invalid; `broken` is true for the last four.
 
@@ -125,7 +129,7 @@ def check(
     """
     _check_concurrency(concurrency)
     found = _bulk.check_links(
-        repo_or_prefix, storage_options=storage_options, concurrency=concurrency
+        repo_or_prefix, rev=rev, storage_options=storage_options, concurrency=concurrency
     )
     return list(found.results)
 
@@ -234,8 +238,6 @@ def link(
     )
     if isinstance(target, str):
         refuse_secrets(target)
-    if pin and rev is not None:
-        raise InvalidLinkError("give rev= or pin=True, not both")
     if target_repo is not None:  # the alias's repo: its remotes reach the source
         anchor_remotes(resolve(target_repo, storage_options=storage_options).as_repo())
     chain: list[str] = []

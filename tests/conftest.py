@@ -75,6 +75,42 @@ def no_user_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     return path
 
 
+@pytest.fixture(autouse=True)
+def fresh_cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """Each test has its own cache of fetched git commits (never the user's)."""
+    path = tmp_path / "cache"
+    monkeypatch.setenv("MLEMREMOTE_CACHE_DIR", str(path))
+    return path
+
+
+GIT_TOKEN = "s3cr3t-git-token"
+
+
+@dataclass
+class GitWorld:
+    """A real git smart-HTTP server (tests/gitserver.py) and its fixture repos."""
+
+    server: Any
+    shas: dict[str, Any]
+    root: Path
+
+    def url(self, name: str = "org/models.git") -> str:
+        return f"{self.server.url}/{name}"
+
+
+@pytest.fixture(scope="session")
+def git_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GitWorld]:
+    from gitserver import GitServer, models_repo
+
+    root = tmp_path_factory.mktemp("git-server")
+    shas = models_repo(root)
+    server = GitServer(root, tokens={"private.git": GIT_TOKEN}).start()
+    try:
+        yield GitWorld(server, shas, root)
+    finally:
+        server.stop()
+
+
 @pytest.fixture(scope="session")
 def endpoints() -> Iterator[Endpoints]:
     """All test servers, with fsspec's own configuration pointing at the default ones

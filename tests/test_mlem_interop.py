@@ -32,7 +32,7 @@ from typing import Any
 import fsspec
 import pytest
 import yaml
-from conftest import make_backend
+from conftest import GitWorld, make_backend
 from fsspec.spec import AbstractFileSystem
 from mlem_peer import Peer, PeerError, missing_reason, peer_env
 from services import S3_KEY, S3_SECRET, Endpoints, s3_server_names
@@ -556,17 +556,25 @@ def test_two_type_folder_hits_are_an_error(world: World) -> None:
 
 
 # -- MLEM's links into GitHub -------------------------------------------------------------
-@pytest.mark.parametrize("github", ["https://github.com/org/repo/", "https://github.com/org/repo"])
-def test_mlem_github_link_says_remote_git_is_not_supported(world: World, github: str) -> None:
-    text = world.mlem("link_yaml", path="models/rf.mlem", repo=github, rev="main")
+@pytest.mark.parametrize(
+    "github", ["https://github.com/org/models/", "https://github.com/org/models"]
+)
+def test_mlem_github_links_load_through_a_mirror(
+    world: World, github: str, git_world: GitWorld, no_user_config: Path
+) -> None:
+    """The bytes MLEM writes for a link into a GitHub repo load, github.com served by the
+    test git server through a remote's `insteadof` (Git's url.<base>.insteadOf)."""
+    text = world.mlem("link_yaml", path=".mlem/model/rf.mlem", repo=github, rev="main")
     assert f"repo: {github}\n" in text and "rev: main\n" in text
+    mirror = {"url": git_world.server.url + "/", "insteadof": "https://github.com/"}
+    no_user_config.write_text(yaml.safe_dump({"remotes": {"mirror": mirror}}))
+    expected = git_world.shas["c2"]
     for where in (f"{world.root}/gh/gh.mlem", f"{world.repo}/.mlem/link/gh.mlem"):
         world.write(where, text.encode())
-        with pytest.raises(MlemError) as raised:
-            world.load(where)
-        message = str(raised.value)
-        assert re.search(r"remote git repos? (are|is) not supported", message), message
-        assert "scheme" not in message.lower(), message
+        loaded = world.load(where)
+        assert str(loaded.location) == "https://github.com/org/models/.mlem/model/rf.mlem@main"
+        pinned = link(where, target=None, pin=True, storage_options=world.storage_options)
+        assert pinned.rev == expected
 
 
 # -- `mlem ls` on a repo written by each tool ----------------------------------------------

@@ -8,6 +8,7 @@ them against the real MLEM on local disk and S3.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,9 +20,10 @@ from mlemremote import _bulk
 from mlemremote.api import history, init, link, load_meta, rollback
 from mlemremote.core.errors import (
     AmbiguousObjectError,
+    GitUnreachableError,
+    InvalidLinkError,
     MlemObjectNotFound,
     ObjectExistsError,
-    RemoteGitNotSupportedError,
     SecretInURLError,
 )
 from mlemremote.core.objects import MlemLink, MlemModel
@@ -265,12 +267,24 @@ def test_history_and_rollback_see_moves_made_by_mlem(backend: Backend) -> None:
         "github://org:models@main/",
     ],
 )
-def test_links_into_remote_git_repos_say_so(backend: Backend, repo_field: str) -> None:
+def test_links_into_remote_git_repos_are_read_as_git(
+    backend: Backend, repo_field: str, no_user_config: Path
+) -> None:
+    """Never fetched as web pages, and, from a link someone wrote, never contacted
+    unless the user allowed the host (or a remote of theirs names it); then read as git
+    repositories (test_git_remote.py serves them from a real git server)."""
     text = mlem_link("models/rf.mlem", repo_field) + "rev: main\n"
     backend.write(backend.uri("gh.mlem"), text)
-    with pytest.raises(RemoteGitNotSupportedError, match="remote git repos are not supported"):
+    with pytest.raises(InvalidLinkError, match="not allowed"):
         load_meta(backend.uri("gh"), **opts(backend))
-    with pytest.raises(RemoteGitNotSupportedError):
+    mirror = {
+        "url": "http://127.0.0.1:9/",
+        "insteadof": ["https://github.com/", "https://gitlab.com/"],
+    }
+    no_user_config.write_text(yaml.safe_dump({"remotes": {"closed": mirror}}))
+    with pytest.raises(GitUnreachableError, match=r"127\.0\.0\.1:9"):
+        load_meta(backend.uri("gh"), **opts(backend))
+    with pytest.raises(GitUnreachableError, match=r"v1\.2"):
         load_meta("models/rf", repo=repo_field, rev="v1.2", **opts(backend))
 
 

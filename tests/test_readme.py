@@ -8,6 +8,8 @@ from pathlib import Path
 
 import fsspec
 import pytest
+import yaml
+from conftest import GitWorld
 from services import Endpoints
 
 from mlemremote import MlemModel, init
@@ -26,11 +28,18 @@ def fresh_bucket(protocol: str, bucket: str, *, versioned: bool = False) -> None
         fs.mkdir(bucket)
 
 
-@pytest.mark.backends("s3", "gcs")
+@pytest.mark.backends("s3", "gcs", "git")
 def test_readme_python_blocks_run(
-    endpoints: Endpoints, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    endpoints: Endpoints,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    git_world: GitWorld,
+    no_user_config: Path,
 ) -> None:
     monkeypatch.chdir(tmp_path)
+    # The reader's mirror of github.com is the test git server (`org/models.git`).
+    mirror = {"url": git_world.server.url + "/", "insteadof": "https://github.com/"}
+    no_user_config.write_text(yaml.safe_dump({"remotes": {"github-mirror": mirror}}))
     for bucket, versioned in (("ml-team", False), ("ml-versioned", True), ("ours", False)):
         fresh_bucket("s3", bucket, versioned=versioned)
     fresh_bucket("gs", "team-b")

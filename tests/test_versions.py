@@ -104,8 +104,8 @@ def test_pin_records_the_current_version(versioned_backend: Backend) -> None:
     assert made.rev == version
     overwrite_and_delete(backend, repo)
     assert load_meta("pinned", repo=repo, **opts(backend)).model_type == {"v": 1}
-    with pytest.raises(InvalidLinkError):
-        link("rf", source_repo=repo, rev=version, pin=True, **opts(backend))
+    # rev= and pin=True: the version rev names now (already a fixed one here)
+    assert link("rf", source_repo=repo, rev=version, pin=True, **opts(backend)).rev == version
 
 
 def test_pin_needs_versions(backend: Backend) -> None:

@@ -225,7 +225,7 @@ def call_budget() -> Iterator[None]:
         _deadline.reset(token)
 
 
-def remaining(loc: Where, what: str) -> float:
+def remaining(loc: Where | str, what: str) -> float:
     """Seconds left for a request of this call (a whole budget outside any call
     scope, as in bulk calls, where each read has its own); `TimeBudgetError` if none."""
     deadline = _deadline.get()
@@ -240,7 +240,7 @@ def remaining(loc: Where, what: str) -> float:
     return left
 
 
-def budget_spent(loc: Where, what: str) -> TimeBudgetError:
+def budget_spent(loc: Where | str, what: str) -> TimeBudgetError:
     budget = current_settings().retry_max_seconds
     return TimeBudgetError(
         f"cannot {what} {loc}: no answer within the call's time budget "

@@ -88,9 +88,9 @@ class HTTPStore(AsyncStore):
 
         where = str(loc)
         url = yarl.URL(loc.fullpath, encoded=bool(getattr(loc.fs, "encoded", False)))
-        start = _origin(url)
+        start = url_origin(url)
         options = _request_options(loc.fs)
-        connector = _connector(options.pop("ssl", True), limit)
+        connector = checked_connector(options.pop("ssl", True), limit)
         async with aiohttp.ClientSession(
             connector=connector,
             trust_env=False,  # no proxies or .netrc credentials from the environment
@@ -101,7 +101,7 @@ class HTTPStore(AsyncStore):
         ) as session:
             for _hop in range(MAX_REDIRECTS + 1):
                 _policy.check_http_address(str(url), where, [url.host or ""])
-                same = _origin(url) == start
+                same = url_origin(url) == start
                 headers = {
                     **(options.get("headers", {}) if same else {}),
                     "Range": f"bytes=0-{limit}",
@@ -113,32 +113,31 @@ class HTTPStore(AsyncStore):
                         url, headers=headers, auth=auth, allow_redirects=False
                     )
                 except Exception as exc:
-                    refusal = _refusal_in(exc)
+                    refusal = refusal_in(exc)
                     if refusal is not None:
                         raise refusal from None
                     raise
                 async with response:
                     if response.status not in _REDIRECTS:
                         return await _body(loc, response, limit)
-                    url = _redirect(loc, url, response, start)
+                    url = redirect_target(where, url, response, start)
         raise InvalidLinkError(f"{where}: more than {MAX_REDIRECTS} redirects")
 
 
 Origin = tuple[str, str, int | None]
 
 
-def _origin(url: yarl.URL) -> Origin:
+def url_origin(url: yarl.URL) -> Origin:
     return (url.scheme.lower(), (url.host or "").lower(), url.port)
 
 
-def _redirect(
-    loc: Where, url: yarl.URL, response: aiohttp.ClientResponse, start: Origin
+def redirect_target(
+    where: str, url: yarl.URL, response: aiohttp.ClientResponse, start: Origin
 ) -> yarl.URL:
     """Where a 3xx leads, if it may be followed: the same origin as the read started
     from, or a host in `allowed_hosts` (and never from https to http)."""
     import yarl
 
-    where = str(loc)
     location = response.headers.get("Location")
     if not location:
         raise InvalidLinkError(f"{where}: HTTP {response.status} without a Location")
@@ -151,7 +150,7 @@ def _redirect(
     shown = f"{target.scheme}://{target.host}:{target.port}"
     if url.scheme.lower() == "https" and target.scheme.lower() == "http":
         raise HostNotAllowedError(f"{where}: redirected from https to http ({shown}); refused")
-    if _origin(target) != start and not _policy.host_allowed(target.host or ""):
+    if url_origin(target) != start and not _policy.host_allowed(target.host or ""):
         raise HostNotAllowedError(
             f"{where}: redirected to another origin ({shown}); a redirect is followed only "
             "within the origin the read started from, or to a host in "
@@ -182,7 +181,7 @@ async def _body(loc: Where, response: aiohttp.ClientResponse, limit: int) -> Blo
     return Blob(body, content_token(body))
 
 
-def _connector(ssl: Any, limit: int) -> aiohttp.TCPConnector:
+def checked_connector(ssl: Any, limit: int) -> aiohttp.TCPConnector:
     """Connections only to checked addresses, none kept between reads, each with a
     receive buffer sized to the cap (where aiohttp can make the socket: 3.12 on)."""
     import aiohttp
@@ -230,7 +229,7 @@ def _request_options(fs: Any) -> dict[str, Any]:
     return found
 
 
-def _refusal_in(exc: BaseException) -> BaseException | None:
+def refusal_in(exc: BaseException) -> BaseException | None:
     """A refusal of ours raised inside the HTTP client (by the resolver), if any."""
     current: BaseException | None = exc
     seen = 0

@@ -107,8 +107,8 @@ class UnsupportedLocationError(MlemError):
 
 
 class RemoteGitNotSupportedError(UnsupportedLocationError):
-    """A link or repo names a remote git repository (MLEM's `repo: https://github.com/...`
-    with `rev:`): not supported yet; never read as a plain web page."""
+    """A link or repo names a remote git repository over a transport we do not use
+    (`ssh://`, `git://`): never read as anything else."""
 
 
 class ReadOnlyLocationError(MlemError):
@@ -143,6 +143,28 @@ class NotAFileError(StorageError):
 
 class TimeBudgetError(StorageError):
     """A call ran out of its time budget (`retry_max_seconds`), slow bodies included."""
+
+
+class GitRemoteError(StorageError):
+    """A remote git repository could not be read. The message names the repository's URL
+    (never its credentials) and the revision asked for."""
+
+
+class GitRepoNotFoundError(GitRemoteError):
+    """No git repository answers at the URL (HTTP 404, or not a git server)."""
+
+
+class GitAuthError(GitRemoteError):
+    """The git server refused the credentials, or asked for some and none were given."""
+
+
+class GitUnreachableError(GitRemoteError):
+    """The git server could not be reached (refused connection, unknown name, reset)."""
+
+
+class GitTransferLimitError(GitRemoteError):
+    """A git server sent more than `git_max_transfer_bytes` (an endless pack or ref
+    list): the transfer was cut off and nothing was kept."""
 
 
 class InvalidArgumentError(MlemError):

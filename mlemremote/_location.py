@@ -247,6 +247,8 @@ def resolve(
             if repo_loc.fullpath in (full, plain):  # `<repo>.mlem` is outside the repo
                 raise InvalidLinkError(f"{_short(path)} names repo {repo_loc.uri} itself")
             loc = repo_loc.sibling(full, repo=repo_loc.fullpath)
+            if rev is None and repo_loc.is_local and is_bare_git(repo_loc.fullpath):
+                rev = "HEAD"  # a bare repository has its files only in git: its default branch
         else:
             loc = resolve(path, storage_options=storage_options, like=repo_loc)
             if not (loc.same_storage(repo_loc) and is_inside(loc.fullpath, repo_loc.fullpath)):
@@ -275,6 +277,10 @@ def resolve(
 def _remote_git(path: str, repo: str | None, rev: str | None) -> Location | None:
     """`path` (inside `repo`) when it names a remote git repository (see
     `_stores.git.parse_git_url`), at `rev`; None otherwise."""
+    if (repo is not None and not isinstance(repo, str)) or (
+        rev is not None and (not isinstance(rev, str) or not rev)
+    ):
+        return None  # (refused as such by the checks that follow)
     if repo is None:
         spec = git.parse_git_url(path, rev, whole=False)
         if spec is None:
@@ -314,8 +320,8 @@ def open_git(url: str, rev: str | None) -> AbstractFileSystem:
     call) and the commit fetched unless cached."""
     remote = git.remote_repo(url, current_remotes())
     cache = _probes.get()
-    if rev is not None and git.FULL_SHA.match(rev):
-        commit = rev
+    if rev is not None and git.FULL_SHA.match(rev.lower()):
+        commit = rev.lower()
     else:
         refs = single_flight(
             cache,
@@ -330,6 +336,16 @@ def open_git(url: str, rev: str | None) -> AbstractFileSystem:
         cache,
         f"git-fetch|{remote.fetch_url}|{commit}",
         lambda: git.fetch_commit(remote, rev, commit),
+    )
+
+
+def is_bare_git(folder: str) -> bool:
+    """Is `folder` on local disk a bare git repository (no work tree, no `.mlem/`)?"""
+    return (
+        os.path.isfile(os.path.join(folder, "HEAD"))
+        and os.path.isdir(os.path.join(folder, "objects"))
+        and os.path.isdir(os.path.join(folder, "refs"))
+        and not os.path.isdir(os.path.join(folder, MLEM_DIR))
     )
 
 
@@ -398,6 +414,14 @@ def at_revision(loc: Location, rev: str) -> Location:
             rev=rev,
             git_root=loc.git_root,
         )
+    if loc.git_root is not None:  # another revision of a repo on local disk
+        root, repo = loc.git_root, loc._repo
+        loc = Location(
+            filesystem("file", None),
+            posixpath.join(root, loc.fullpath).rstrip("/"),
+            "file",
+            repo=posixpath.join(root, repo).rstrip("/") if isinstance(repo, str) else repo,
+        )
     if not loc.is_local:
         store_for(loc).check_versions(loc)
         return Location(loc.fs, loc.fullpath, loc.scheme, repo=loc._repo, rev=rev)
@@ -423,6 +447,13 @@ def at_revision(loc: Location, rev: str) -> Location:
         repository.revparse_single(rev)
     except (KeyError, ValueError) as exc:
         raise RevisionNotFound(f"revision {rev!r} not found in {root}") from exc
+    named = [repository.references.get(f"refs/{kind}/{rev}") for kind in ("heads", "tags")]
+    if all(named) and len({str(r.peel(pygit2.Commit).id) for r in named if r}) > 1:
+        # (git would take the tag silently; a remote repository refuses this too)
+        raise RevisionNotFound(
+            f"{root}: {rev!r} is both a branch and a tag, on different commits; say which: "
+            f"rev='refs/heads/{rev}' or rev='refs/tags/{rev}'"
+        )
     fs = GitFileSystem(path=root, ref=rev)
     inner = relpath(loc.fullpath, root)
     if inner == ".":

@@ -184,16 +184,17 @@ class Remotes:
         best: tuple[int, str, Remote] | None = None
         for remote in self.user:
             for prefix in remote.insteadof:
-                if uri.startswith(prefix) and (best is None or len(prefix) > best[0]):
+                if _under(uri, prefix) and (best is None or len(prefix) > best[0]):
                     best = (len(prefix), prefix, remote)
         if best is None:
             return uri, None
         _, prefix, remote = best
-        return remote.url + uri[len(prefix) :], remote
+        rest = uri[len(prefix.rstrip("/")) :].lstrip("/")
+        return (remote.url.rstrip("/") + "/" + rest if rest else remote.url), remote
 
     def user_names(self, uri: str) -> bool:
         """Does a remote of the user's config name `uri` (by `url` or `insteadof`)?"""
-        return any(r.matches(uri) or any(uri.startswith(p) for p in r.insteadof) for r in self.user)
+        return any(r.matches(uri) or any(_under(uri, p) for p in r.insteadof) for r in self.user)
 
     def _repo_remotes(self) -> list[Remote]:
         if self.repo_config is None:
@@ -204,6 +205,13 @@ class Remotes:
             content = _yaml.load(data, origin) if data else None
             self._repo = parse_remotes(content, origin, shared=True)
         return self._repo
+
+
+def _under(uri: str, prefix: str) -> bool:
+    """Is `uri` the URL `prefix`, or below it? Only at a `/`: `https://github.com` covers
+    neither `https://github.com.evil.net` nor `https://github.com:8080`."""
+    base = prefix.rstrip("/")
+    return uri == base or uri.startswith(base + "/")
 
 
 _current: ContextVar[Remotes | None] = ContextVar("mlemremote_remotes", default=None)

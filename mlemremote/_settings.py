@@ -34,7 +34,7 @@ class Settings:
     allowed_hosts: frozenset[str] = frozenset()
     # Remote git: what one fetch or ref listing may download before it is cut off, and
     # how large the cache of fetched commits may grow before the least used are removed.
-    git_max_transfer_bytes: int = 256 << 20
+    git_max_transfer_bytes: int = 64 << 20
     git_cache_max_bytes: int = 1 << 30
 
 

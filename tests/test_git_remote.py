@@ -483,3 +483,41 @@ def test_check_and_the_cli_read_a_remote_repo_at_a_revision(git_world: GitWorld)
     assert [r["name"] for r in json.loads(listed.stdout)] == [RF]
     checked = subprocess.run([*cli, "check", url, "--rev", "main"], capture_output=True, text=True)
     assert checked.returncode == 0, checked.stderr
+
+
+# -- git repositories on local disk ------------------------------------------------------
+def test_a_bare_repo_on_disk_is_read_in_place(git_world: GitWorld, tmp_path: Path) -> None:
+    bare = git_world.root / "org" / "models.git"
+    for repo in (f"file://{bare}", str(bare)):
+        assert version_of(load_meta("rf", repo=repo, rev="v1")) == "rf/v1"
+        assert version_of(load_meta("rf", repo=repo)) == "rf/v2"  # its default branch
+    link("rf", source_repo=f"file://{bare}", rev="main", target=str(tmp_path / "a"), pin=True)
+    written = yaml.safe_load((tmp_path / "a.mlem").read_text())
+    assert written["repo"] == f"file://{bare}/" and written["rev"] == git_world.shas["c2"]
+    assert version_of(load_meta(str(tmp_path / "a"))) == "rf/v2"
+
+
+def test_pin_with_a_branch_of_a_work_tree_records_its_commit(tmp_path: Path) -> None:
+    from conftest import git
+
+    from mlemremote import init
+
+    work = tmp_path / "wt"
+    work.mkdir()
+    git(str(work), "init", "-q", "-b", "main")
+    init(str(work))
+    MlemModel(artifacts={"data": {"hash": "w", "size": 1, "uri": "w"}}).dump("rf", repo=str(work))
+    git(str(work), "add", "-A")
+    git(str(work), "commit", "-qm", "rf")
+    sha = git(str(work), "rev-parse", "HEAD")
+    made = link("rf", source_repo=str(work), rev="main", target=str(tmp_path / "p"), pin=True)
+    assert made.rev == sha
+
+
+def test_large_blobs_are_not_fetched_where_the_server_filters(git_world: GitWorld) -> None:
+    """A repo that also holds model weights: the fetch asks the server to leave out blobs
+    over the metafile cap (git http-backend with uploadpack.allowFilter does)."""
+    repo, url = own_repo(git_world)
+    commit(repo, {"weights.bin": os.urandom(5 << 20)}, "weights")
+    with configured(git_max_transfer_bytes=2 << 20):  # (filtered: blobs over 4 MiB)
+        assert version_of(load_meta("rf", repo=url, rev="main")) == "rf/v1"

@@ -46,12 +46,13 @@ import secrets
 import shutil
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 from mlemremote import _policy
+from mlemremote._redact import remember
 from mlemremote._remotes import Remotes
 from mlemremote._settings import current as current_settings
 from mlemremote._stores.base import Blob, Store, Where, content_token, remaining, too_large
@@ -79,7 +80,9 @@ SHORT_SHA = re.compile(r"^[0-9a-f]{4,39}$")
 CACHE_ENV = "MLEMREMOTE_CACHE_DIR"
 RECENT_USE_SECONDS = 60.0  # a cache entry used this recently is never evicted
 GIT_OPTIONS = frozenset({"username", "password", "token"})
-CHUNK = 1 << 16  # what one read from the network asks for
+CHUNK = 1 << 16  # what one read from the network (or the pack) asks for
+FILTER_BYTES = 4 << 20  # blobs over this (or the cap) are left out of a fetch
+FILTER_FILE = "mlemremote-filter"  # in a cache entry: the filter its fetch used
 
 
 class GitRevisionStore(Store):
@@ -104,8 +107,9 @@ class GitRevisionStore(Store):
         try:
             _, size = repo.odb.read_header(found.id)
         except KeyError:
-            # In the tree but not fetched: the server left it out as over the cap.
-            raise too_large(loc, limit) from None
+            # In the tree but not fetched: the server left it out as larger than the
+            # filter the fetch used (a remote repo's cache entry records it).
+            raise _left_out(loc, repo.path, limit) from None
         if size > limit:
             raise too_large(loc, limit, size)
         data = bytes(found.data)
@@ -141,6 +145,19 @@ class GitRevisionStore(Store):
         return sorted({"/".join(p.split("/")[: depth + 1]) for p in self.listing(loc)})
 
 
+def _left_out(loc: Where, gitdir: str, limit: int) -> MlemError:
+    try:
+        over = int(Path(gitdir, FILTER_FILE).read_text(encoding="ascii"))
+    except (OSError, ValueError):
+        return GitRemoteError(f"{loc}: the blob is missing from the git repository")
+    if limit < over:  # larger than the filter, so than the cap
+        return too_large(loc, limit)
+    return GitRemoteError(
+        f"{loc}: larger than {over} bytes, so left out when this commit was fetched (with a "
+        f"smaller max_metafile_bytes); remove {gitdir} from the cache to fetch it again"
+    )
+
+
 # -- remote repositories ---------------------------------------------------------------
 @dataclass(frozen=True)
 class Refs:
@@ -157,7 +174,7 @@ class RemoteRepo:
 
     url: str
     fetch_url: str
-    auth: str | None = None
+    auth: str | None = field(default=None, repr=False)
 
     @property
     def key(self) -> str:
@@ -210,7 +227,11 @@ def parse_git_url(uri: str, rev: str | None, *, whole: bool) -> GitURL | None:
     if scheme not in _policy.HTTP_SCHEMES:
         return None
     _policy.refuse_secrets(uri)
-    parts = urlsplit(uri)
+    try:
+        parts = urlsplit(uri)
+        host = (parts.hostname or "").lower()
+    except ValueError:
+        raise InvalidLinkError(f"{uri:.300}: not a valid URL") from None
     segments = [s for s in parts.path.split("/") if s]
     base = f"{parts.scheme.lower()}://{parts.netloc}"
     cut: int | None = None
@@ -218,7 +239,7 @@ def parse_git_url(uri: str, rev: str | None, *, whole: bool) -> GitURL | None:
         if segment.endswith(".git"):
             cut = index + 1
             break
-    if cut is None and (parts.hostname or "").lower() in _policy.GIT_HOSTS:
+    if cut is None and host in _policy.GIT_HOSTS:
         cut = min(2, len(segments))
     if cut is None:
         if not (whole and rev is not None):
@@ -226,16 +247,28 @@ def parse_git_url(uri: str, rev: str | None, *, whole: bool) -> GitURL | None:
         cut = len(segments)
     repo = "/".join([base, *segments[:cut]])
     rest = segments[cut:]
-    if len(rest) >= 2 and rest[0] in ("tree", "blob") and cut == 2 and not whole:
-        rev, rest = rev or rest[1], rest[2:]  # MLEM's GitHub form: /tree/<ref>/<path>
+    if len(rest) >= 2 and rest[0] in ("tree", "blob") and host in _policy.GIT_HOSTS:
+        # GitHub's form, which MLEM writes: /tree/<ref>/<path> (a ref without '/')
+        if rev is not None and rev != rest[1]:
+            raise InvalidLinkError(
+                f"{uri:.300} names revision {rest[1]!r:.100} and rev={rev!r:.100} another"
+            )
+        rev, rest = rest[1], rest[2:]
     return GitURL(repo, "/".join(rest), rev)
 
 
 def remote_repo(url: str, remotes: Remotes | None) -> RemoteRepo:
     """`url` with the user's rewrites and credentials applied."""
     remotes = remotes or Remotes()
-    fetch_url, _ = remotes.rewrite(url)
+    fetch_url, rewriter = remotes.rewrite(url)
     _policy.refuse_secrets(fetch_url)  # (a rewrite may not smuggle credentials in either)
+    try:
+        urlsplit(fetch_url).port  # noqa: B018  (a malformed rewrite fails here, named)
+    except ValueError:
+        name = rewriter.name if rewriter is not None else "?"
+        raise RemoteConfigError(
+            f"remote {name!r}: rewrites {_shown(url)} to a malformed URL"
+        ) from None
     remote = remotes.match(fetch_url)
     auth = None
     if remote is not None:
@@ -246,6 +279,7 @@ def remote_repo(url: str, remotes: Remotes | None) -> RemoteRepo:
                 f"remote {remote.name!r} ({remote.origin}) serves a git repository, which "
                 f"takes only {sorted(GIT_OPTIONS)}; not {sorted(unknown)}"
             )
+        remember(options)  # (masked in every message from now on)
         secret = options.get("token", options.get("password"))
         if secret is not None and not _may_carry_secrets(fetch_url):
             raise RemoteConfigError(
@@ -271,29 +305,37 @@ def list_refs(repo: RemoteRepo, rev: str | None) -> Refs:
     """The repository's refs, in one request (protocol v0's ref advertisement)."""
     with _client(repo, rev) as (client, path):
         result = client.get_refs(path, protocol_version=0)
-    commits: dict[str, str] = {}
-    for name, sha in result.refs.items():
-        if sha is None:
-            continue
-        text = name.decode("utf-8", "replace")
-        if text.endswith("^{}"):  # a tag's commit
-            commits[text[:-3]] = sha.decode("ascii")
-        else:
-            commits.setdefault(text, sha.decode("ascii"))
-    head = result.symrefs.get(b"HEAD")
+        commits: dict[str, str] = {}
+        for name, value in result.refs.items():
+            sha = value.decode("ascii", "replace") if isinstance(value, bytes) else ""
+            if not FULL_SHA.match(sha):
+                continue  # (a value that is not a commit id is never used, nor a path made of it)
+            text = name.decode("utf-8", "replace")
+            if text.endswith("^{}"):  # a tag's commit
+                commits[text[:-3]] = sha
+            else:
+                commits.setdefault(text, sha)
+        head = result.symrefs.get(b"HEAD")
     return Refs(commits, None if head is None else head.decode("utf-8", "replace"))
 
 
 def commit_for(repo: RemoteRepo, rev: str | None, refs: Refs) -> str:
     """The commit `rev` names among `refs` (None: the default branch)."""
+    sha = _commit_named(repo, rev, refs)
+    if not FULL_SHA.match(sha):  # (it names a cache folder: nothing but a commit id)
+        raise GitRemoteError(f"{_where(repo, rev)}: the server named a malformed commit id")
+    return sha
+
+
+def _commit_named(repo: RemoteRepo, rev: str | None, refs: Refs) -> str:
     where = _where(repo, rev)
     if rev is None or rev == "HEAD":
         sha = refs.commits.get("HEAD") or (refs.commits.get(refs.head) if refs.head else None)
         if sha is None:
             raise RevisionNotFound(f"{where}: the repository has no default branch (HEAD)")
         return sha
-    if FULL_SHA.match(rev):
-        return rev
+    if FULL_SHA.match(rev.lower()):
+        return rev.lower()
     if rev.startswith("refs/"):
         found = {rev: refs.commits[rev]} if rev in refs.commits else {}
     else:
@@ -310,7 +352,13 @@ def commit_for(repo: RemoteRepo, rev: str | None, refs: Refs) -> str:
     if found:
         return next(iter(found.values()))
     if SHORT_SHA.match(rev):
-        tips = {sha for sha in refs.commits.values() if sha.startswith(rev)}
+        # Only branches and tags: anyone can add refs elsewhere (`refs/pull/*` on GitHub)
+        # and make a commit with a chosen short prefix.
+        tips = {
+            sha
+            for name, sha in refs.commits.items()
+            if name.startswith(("refs/heads/", "refs/tags/")) and sha.startswith(rev)
+        }
         if len(tips) == 1:
             return tips.pop()
     raise RevisionNotFound(
@@ -321,6 +369,8 @@ def commit_for(repo: RemoteRepo, rev: str | None, refs: Refs) -> str:
 
 def cached_commit(repo: RemoteRepo, commit: str) -> GitFileSystem | None:
     """The cached copy of `commit`, if there is one: no request."""
+    if not FULL_SHA.match(commit):
+        raise GitRemoteError(f"{_shown(repo.url)}: {commit!r:.60} is not a commit id")
     entry = cache_root() / repo.key / commit
     if not (entry / "HEAD").is_file():
         return None
@@ -341,24 +391,19 @@ def fetch_commit(repo: RemoteRepo, rev: str | None, commit: str) -> GitFileSyste
     (folder / "url").write_text(_shown(repo.fetch_url) + "\n", encoding="utf-8")
     entry = folder / commit
     temporary = folder / f".tmp-{commit[:12]}-{os.getpid()}-{secrets.token_hex(4)}"
+    left_out = filter_bytes()
     try:
-        target = Repo.init_bare(str(temporary), mkdir=True)
-        try:
-            limit = current_settings().max_metafile_bytes
-            with _client(repo, rev) as (client, path):
-                client.fetch(
-                    path,
-                    target,
-                    determine_wants=lambda refs, depth=None: [commit.encode("ascii")],
-                    depth=1,
-                    filter_spec=f"blob:limit={limit + 1}".encode(),
-                )
-        finally:
-            target.close()
-        import pygit2
+        with _client(repo, rev) as (client, path):
+            target = Repo.init_bare(str(temporary), mkdir=True)
+            try:
+                _fetch_checked(client, path, target, commit, left_out)
+            finally:
+                target.close()
+            import pygit2
 
-        if commit not in pygit2.Repository(str(temporary)):
-            raise RevisionNotFound(f"{_where(repo, rev)}: the server did not send {commit}")
+            if commit not in pygit2.Repository(str(temporary)):
+                raise RevisionNotFound(f"{_where(repo, rev)}: the server did not send {commit}")
+        (temporary / FILTER_FILE).write_text(str(left_out), encoding="ascii")
         with contextlib.suppress(OSError):  # taken by another process: its copy is the same
             os.rename(temporary, entry)
     finally:
@@ -368,6 +413,135 @@ def fetch_commit(repo: RemoteRepo, rev: str | None, commit: str) -> GitFileSyste
     if fs is None:  # pragma: no cover - evicted by another process at once
         raise GitRemoteError(f"{_where(repo, rev)}: the cache lost {commit} at once")
     return fs
+
+
+def filter_bytes() -> int:
+    """Blobs larger than this are left out of a fetch (where the server filters): they
+    cannot be metafiles under the cap. At least `FILTER_BYTES`, so that a larger cap set
+    later still finds the metafiles of a commit cached before."""
+    return max(FILTER_BYTES, current_settings().max_metafile_bytes + 1)
+
+
+def _fetch_checked(client: Any, path: str, target: Any, commit: str, left_out: int) -> None:
+    """dulwich's `fetch`, with the pack checked (`check_pack`) before it is indexed."""
+    from tempfile import SpooledTemporaryFile
+
+    with SpooledTemporaryFile(max_size=8 << 20, dir=target.path) as pack:
+        result = client.fetch_pack(
+            path,
+            lambda refs, depth=None: [commit.encode("ascii")],
+            target.get_graph_walker(),
+            pack.write,
+            depth=1,
+            filter_spec=f"blob:limit={left_out}".encode(),
+        )
+        if pack.tell():
+            pack.seek(0)
+            check_pack(pack, client.transfer)
+            pack.seek(0)
+            target.object_store.add_thin_pack(pack.read, None)
+    target.update_shallow(result.new_shallow, result.new_unshallow)
+
+
+def check_pack(stream: Any, transfer: _Transfer) -> None:
+    """Walk a pack's objects without keeping any, before dulwich indexes it (which inflates
+    each object in memory): every object, and the result of every delta, must inflate
+    to its declared size, all of them together to at most four times
+    `git_max_transfer_bytes`, within the call's time budget. A small pack of zeros that
+    inflates to gigabytes is refused here, having cost a few buffers."""
+    limit = 4 * transfer.limit
+    header = stream.read(12)
+    if len(header) < 12 or header[:4] != b"PACK":
+        raise GitRemoteError(f"{transfer.where}: the server sent something that is not a pack")
+    scanner = _PackScanner(stream, transfer, limit)
+    for _ in range(int.from_bytes(header[8:12], "big")):
+        byte = scanner.byte()
+        kind, size, shift = (byte >> 4) & 7, byte & 15, 4
+        while byte & 0x80:
+            byte = scanner.byte()
+            size |= (byte & 0x7F) << shift
+            shift += 7
+        if kind == 6:  # a delta on an earlier object of the pack: its offset
+            while scanner.byte() & 0x80:
+                pass
+        elif kind == 7:  # a delta on an object named by its id
+            scanner.take(20)
+        head = scanner.inflate(size)
+        if kind in (6, 7):  # the delta's result size: its second number
+            result, _ = _varint(head, _varint(head, 0)[1])
+            scanner.count(result)
+        if max(size, scanner.largest) > limit:
+            raise transfer.too_much("an object that inflates past")
+
+
+class _PackScanner:
+    """Reads a pack stream for `check_pack`: bytes, and zlib streams inflated and dropped."""
+
+    def __init__(self, stream: Any, transfer: _Transfer, limit: int) -> None:
+        self.stream, self.transfer, self.limit = stream, transfer, limit
+        self.pending = b""
+        self.total = 0
+        self.largest = 0
+
+    def more(self) -> None:
+        self.transfer.check_time()
+        chunk = self.stream.read(CHUNK)
+        if not chunk:
+            raise GitRemoteError(f"{self.transfer.where}: the pack ends early")
+        self.pending += chunk
+
+    def byte(self) -> int:
+        return self.take(1)[0]
+
+    def take(self, count: int) -> bytes:
+        while len(self.pending) < count:
+            self.more()
+        taken, self.pending = self.pending[:count], self.pending[count:]
+        return taken
+
+    def count(self, size: int) -> None:
+        self.largest = max(self.largest, size)
+        self.total += size
+        if self.total > self.limit:
+            raise self.transfer.too_much("objects that inflate past")
+
+    def inflate(self, declared: int) -> bytes:
+        """Inflate one zlib stream; its first bytes (the sizes a delta starts with)."""
+        import zlib
+
+        inflater = zlib.decompressobj()
+        produced, head = 0, b""
+        while not inflater.eof:
+            if not self.pending:
+                self.more()
+            data, self.pending = self.pending, b""
+            while data and not inflater.eof:
+                out = inflater.decompress(data, CHUNK)
+                produced += len(out)
+                if len(head) < 32:
+                    head += out[: 32 - len(head)]
+                if produced > declared or self.total + produced > self.limit:
+                    raise self.transfer.too_much("an object that inflates past")
+                data = inflater.unconsumed_tail
+            self.pending = inflater.unused_data + self.pending if inflater.eof else b""
+        if produced != declared:
+            raise GitRemoteError(f"{self.transfer.where}: the pack is corrupt (object size)")
+        self.count(declared)
+        self.largest = max(self.largest, declared)
+        return head
+
+
+def _varint(data: bytes, at: int) -> tuple[int, int]:
+    """A delta header's little-endian base-128 number at `at`, and where the next starts."""
+    value = shift = 0
+    while at < len(data):
+        byte = data[at]
+        value |= (byte & 0x7F) << shift
+        shift += 7
+        at += 1
+        if not byte & 0x80:
+            break
+    return value, at
 
 
 def cache_root() -> Path:
@@ -422,7 +596,16 @@ def _shown(url: str) -> str:
 def _client(repo: RemoteRepo, rev: str | None) -> Iterator[tuple[Any, str]]:
     """A dulwich client for `repo`, and the path to give it; dulwich's and the network's
     exceptions come out as `MlemError`s that name the repository."""
-    from dulwich.errors import GitProtocolError, HangupException, NotGitRepository
+    import zlib
+
+    import pygit2
+    from dulwich.errors import (
+        ApplyDeltaError,
+        ChecksumMismatch,
+        GitProtocolError,
+        HangupException,
+        NotGitRepository,
+    )
 
     where = _where(repo, rev)
     transfer: _Transfer | None = None
@@ -447,7 +630,9 @@ def _client(repo: RemoteRepo, rev: str | None) -> Iterator[tuple[Any, str]]:
                 "branch or tag it advertises)"
             ) from exc
         raise GitRemoteError(f"{where}: the server broke the git protocol: {exc}") from exc
-    except (OSError, ValueError, KeyError) as exc:
+    except (zlib.error, ApplyDeltaError, ChecksumMismatch, AssertionError) as exc:
+        raise GitRemoteError(f"{where}: the server sent a broken pack ({exc})") from exc
+    except (OSError, ValueError, KeyError, pygit2.GitError) as exc:
         raise GitRemoteError(f"{where}: {type(exc).__name__}: {exc}") from exc
     finally:
         if transfer is not None:
@@ -498,10 +683,32 @@ class _Transfer:
         self.start = yarl.URL(repo.fetch_url)
         self.received = 0
         self.limit = current_settings().git_max_transfer_bytes
+        # One deadline for the whole operation (a bulk call's own budget for each read
+        # would let a trickle go on forever, one read at a time).
+        self.deadline = time.monotonic() + remaining(where, "read")
         self._session: aiohttp.ClientSession | None = None
 
+    def check_time(self) -> float:
+        """Seconds left; `TimeBudgetError` when there are none."""
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            budget = current_settings().retry_max_seconds
+            raise TimeBudgetError(
+                f"{self.where}: not done within the call's time budget "
+                f"(retry_max_seconds={budget:g}); a slow or stalled server?"
+            )
+        return left
+
+    def too_much(self, what: str) -> GitTransferLimitError:
+        return GitTransferLimitError(
+            f"{self.where}: the server sent {what} the limit (git_max_transfer_bytes="
+            f"{self.limit}: received, and four times that inflated); cut off, nothing kept"
+        )
+
     def run(self, work: Callable[[], Awaitable[T]]) -> T:
-        left = remaining(self.where, "read")
+        import aiohttp
+
+        left = self.check_time()
 
         async def bounded() -> T:
             return await asyncio.wait_for(work(), left)
@@ -510,11 +717,10 @@ class _Transfer:
         try:
             return future.result()
         except (asyncio.TimeoutError, TimeoutError):
-            budget = current_settings().retry_max_seconds
-            raise TimeBudgetError(
-                f"{self.where}: no answer within the call's time budget "
-                f"(retry_max_seconds={budget:g}); a slow or stalled server?"
-            ) from None
+            self.check_time()
+            raise  # pragma: no cover - the deadline has passed: check_time raised
+        except (aiohttp.ClientError, asyncio.IncompleteReadError, ConnectionError) as exc:
+            raise GitUnreachableError(f"{self.where}: the connection failed: {exc}") from exc
 
     def request(
         self, url: str, headers: Mapping[str, str] | None, data: Any
@@ -529,23 +735,29 @@ class _Transfer:
     ) -> tuple[aiohttp.ClientResponse, str]:
         import yarl
 
-        from mlemremote._stores import http
+        from mlemremote._stores.http import (
+            MAX_REDIRECTS,
+            checked_connector,
+            redirect_target,
+            refusal_in,
+            url_origin,
+        )
 
         if self._session is None:
             import aiohttp
 
             self._session = aiohttp.ClientSession(
-                connector=http.checked_connector(True, self.limit),
+                connector=checked_connector(True, self.limit),
                 trust_env=False,  # no proxies or .netrc credentials from the environment
                 cookie_jar=aiohttp.DummyCookieJar(),
                 timeout=aiohttp.ClientTimeout(total=None),  # the call's budget bounds it
             )
         target = yarl.URL(url)
-        start = http.url_origin(self.start)
-        for _hop in range(http.MAX_REDIRECTS + 1):
+        start = url_origin(self.start)
+        for _hop in range(MAX_REDIRECTS + 1):
             _policy.check_http_address(str(target), self.where, [target.host or ""])
             sent = dict(headers)
-            if self.repo.auth is not None and http.url_origin(target) == start:
+            if self.repo.auth is not None and url_origin(target) == start:
                 sent["Authorization"] = self.repo.auth
             try:
                 response = await self._session.request(
@@ -556,17 +768,17 @@ class _Transfer:
                     allow_redirects=False,
                 )
             except Exception as exc:
-                refusal = http.refusal_in(exc)
+                refusal = refusal_in(exc)
                 if refusal is not None:
                     raise refusal from None
                 raise GitUnreachableError(f"{self.where}: cannot connect: {exc}") from exc
             if response.status in (301, 302, 303, 307, 308) and body is None:
                 response.release()
-                target = http.redirect_target(self.where, target, response, start)
+                target = redirect_target(self.where, target, response, start)
                 continue
             self._check(response)
             return response, (str(target) if str(target) != url else "")
-        raise GitRemoteError(f"{self.where}: more than {http.MAX_REDIRECTS} redirects")
+        raise GitRemoteError(f"{self.where}: more than {MAX_REDIRECTS} redirects")
 
     def _check(self, response: aiohttp.ClientResponse) -> None:
         status = response.status
@@ -596,10 +808,7 @@ class _Transfer:
         self.received += len(data)
         if self.received > self.limit:
             response.close()
-            raise GitTransferLimitError(
-                f"{self.where}: the server sent more than git_max_transfer_bytes="
-                f"{self.limit}; cut off, nothing kept"
-            )
+            raise self.too_much("more than")
         return data
 
     def close(self) -> None:
@@ -618,7 +827,7 @@ def _http_client_class() -> type[Any]:
 
         def __init__(self, base_url: str, *, transfer: _Transfer) -> None:
             super().__init__(base_url, dumb=False)
-            self._transfer = transfer
+            self.transfer = transfer
 
         def _http_request(
             self,
@@ -627,6 +836,6 @@ def _http_client_class() -> type[Any]:
             data: Any = None,
             raise_for_status: bool = True,
         ) -> tuple[Any, Callable[[int], bytes]]:
-            return self._transfer.request(url, headers, data)
+            return self.transfer.request(url, headers, data)
 
     return CheckedHttpGitClient

@@ -1047,7 +1047,7 @@ def pinned_location(obj: Meta) -> Location:
     if loc is None:
         raise MlemObjectNotSavedError("pin=True needs a saved object")
     if loc.git_root is not None:  # a branch or tag: the commit it has now
-        return at_revision(loc, str(loc.fs.repo.resolve_refish(loc.fs.ref)[0].id))
+        return at_revision(loc, str(git.commit_object(loc.fs.repo, loc.fs.ref, str(loc)).id))
     if loc.rev is not None:
         return loc
     if loc.is_local:

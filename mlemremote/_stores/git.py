@@ -25,8 +25,14 @@ with or without `.git`), and `file://` bare repositories, through dulwich:
   written or shown.
 - **Bounds.** Every HTTP exchange goes through the http store's connector (the address
   policy, checked after DNS resolution; redirects only within the origin), and is
-  bounded by the call's time budget and by `git_max_transfer_bytes` for what one
-  listing or fetch may receive. A server that is not a smart git server (a web page, the
+  bounded by one deadline (the call's time budget) and by `git_max_transfer_bytes` for
+  what one listing or fetch may receive. A fetched pack is walked (`check_pack`) before
+  dulwich indexes it, which inflates every object in memory with no deadline: object
+  count, each object's and each delta result's inflated size, and their total are
+  bounded, so a few hundred bytes cannot become gigabytes. A fetched commit must come
+  with every tree of its snapshot before it is cached. Repository URLs with `.`/`..`
+  segments are refused (the client would resolve them past the prefix a remote or a
+  policy was matched on). A server that is not a smart git server (a web page, the
   "dumb" protocol) is refused rather than crawled.
 - **Errors** name the repository URL (without credentials) and the revision:
   `GitRepoNotFoundError`, `GitAuthError`, `GitUnreachableError`,
@@ -49,7 +55,7 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from mlemremote import _policy
 from mlemremote._redact import remember
@@ -77,12 +83,15 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 FULL_SHA = re.compile(r"^[0-9a-f]{40}$")
 SHORT_SHA = re.compile(r"^[0-9a-f]{4,39}$")
+_GITHUB_NAME = re.compile(r"^(?!\.{1,2}$)[A-Za-z0-9_.-]{1,100}$")
 CACHE_ENV = "MLEMREMOTE_CACHE_DIR"
 RECENT_USE_SECONDS = 60.0  # a cache entry used this recently is never evicted
+STALE_SECONDS = 3600.0  # a temporary folder this old was left by a fetch that died
 GIT_OPTIONS = frozenset({"username", "password", "token"})
 CHUNK = 1 << 16  # what one read from the network (or the pack) asks for
 FILTER_BYTES = 4 << 20  # blobs over this (or the cap) are left out of a fetch
 FILTER_FILE = "mlemremote-filter"  # in a cache entry: the filter its fetch used
+MAX_PACK_OBJECTS = 100_000  # dulwich indexes ~10,000 objects a second, with no deadline
 
 
 class GitRevisionStore(Store):
@@ -97,7 +106,7 @@ class GitRevisionStore(Store):
         import pygit2
 
         repo = loc.fs.repo
-        commit, _ = repo.resolve_refish(loc.fs.ref)
+        commit = commit_object(repo, loc.fs.ref, str(loc))
         try:
             found = commit.tree[loc.fullpath] if loc.fullpath else commit.tree
         except KeyError:
@@ -120,7 +129,7 @@ class GitRevisionStore(Store):
         # (and fails for a blob a filtered fetch left out).
         import pygit2
 
-        commit, _ = loc.fs.repo.resolve_refish(loc.fs.ref)
+        commit = commit_object(loc.fs.repo, loc.fs.ref, str(loc))
         try:
             top = commit.tree[loc.fullpath] if loc.fullpath else commit.tree
         except KeyError:
@@ -143,6 +152,29 @@ class GitRevisionStore(Store):
         folder = loc.fullpath.rstrip("/")
         depth = folder.count("/") + 1 if folder else 0
         return sorted({"/".join(p.split("/")[: depth + 1]) for p in self.listing(loc)})
+
+
+def commit_object(repo: Any, ref: str, where: str) -> Any:
+    """The commit `ref` (a branch, tag, commit or tag object id) names in pygit2 `repo`."""
+    import pygit2
+
+    try:
+        return repo.revparse_single(ref).peel(pygit2.Commit)
+    except (KeyError, ValueError, pygit2.GitError, pygit2.InvalidSpecError) as exc:
+        raise RevisionNotFound(f"{where}: {ref!r:.100} names no commit ({exc})") from None
+
+
+def _check_complete(repo: Any, ref: str, where: str) -> None:
+    """A fetched commit has every tree of its snapshot (blobs may have been left out by
+    the filter): a missing folder would read as a missing file, not as an error."""
+    folders = [commit_object(repo, ref, where).tree]
+    while folders:
+        for entry in folders.pop():
+            if entry.type_str == "tree":
+                found = repo.get(entry.id)
+                if found is None:
+                    raise GitRemoteError(f"{where}: the server sent an incomplete commit")
+                folders.append(found)
 
 
 def _left_out(loc: Where, gitdir: str, limit: int) -> MlemError:
@@ -223,6 +255,8 @@ def parse_git_url(uri: str, rev: str | None, *, whole: bool) -> GitURL | None:
         if match is None:
             raise InvalidLinkError(f"{uri:.300}: not a github://org:repo@rev/path URL")
         org, name, at, path = match.groups()
+        if not (_GITHUB_NAME.match(org) and _GITHUB_NAME.match(name)):
+            raise InvalidLinkError(f"{uri:.300}: not a GitHub organisation and repository")
         return GitURL(f"https://github.com/{org}/{name}", path, rev or at)
     if scheme not in _policy.HTTP_SCHEMES:
         return None
@@ -245,6 +279,7 @@ def parse_git_url(uri: str, rev: str | None, *, whole: bool) -> GitURL | None:
         if not (whole and rev is not None):
             return None
         cut = len(segments)
+    refuse_dot_segments(uri, parts.path)
     repo = "/".join([base, *segments[:cut]])
     rest = segments[cut:]
     if len(rest) >= 2 and rest[0] in ("tree", "blob") and host in _policy.GIT_HOSTS:
@@ -257,12 +292,22 @@ def parse_git_url(uri: str, rev: str | None, *, whole: bool) -> GitURL | None:
     return GitURL(repo, "/".join(rest), rev)
 
 
+def refuse_dot_segments(uri: str, path: str) -> None:
+    """A repository URL with `.` or `..` segments (or `%2e%2e`, `..\\`) is refused: the HTTP
+    client would resolve them, and reach a repository outside the prefix a remote (its
+    token, its rewrite) or a policy check was matched against."""
+    for segment in unquote(path).replace("\\", "/").split("/"):
+        if segment in (".", ".."):
+            raise InvalidLinkError(f"{uri:.300}: '.' and '..' are not allowed in a repository URL")
+
+
 def remote_repo(url: str, remotes: Remotes | None) -> RemoteRepo:
     """`url` with the user's rewrites and credentials applied."""
     remotes = remotes or Remotes()
     fetch_url, rewriter = remotes.rewrite(url)
     _policy.refuse_secrets(fetch_url)  # (a rewrite may not smuggle credentials in either)
     try:
+        refuse_dot_segments(fetch_url, urlsplit(fetch_url).path)
         urlsplit(fetch_url).port  # noqa: B018  (a malformed rewrite fails here, named)
     except ValueError:
         name = rewriter.name if rewriter is not None else "?"
@@ -401,8 +446,10 @@ def fetch_commit(repo: RemoteRepo, rev: str | None, commit: str) -> GitFileSyste
                 target.close()
             import pygit2
 
-            if commit not in pygit2.Repository(str(temporary)):
+            fetched = pygit2.Repository(str(temporary))
+            if commit not in fetched:
                 raise RevisionNotFound(f"{_where(repo, rev)}: the server did not send {commit}")
+            _check_complete(fetched, commit, _where(repo, rev))
         (temporary / FILTER_FILE).write_text(str(left_out), encoding="ascii")
         with contextlib.suppress(OSError):  # taken by another process: its copy is the same
             os.rename(temporary, entry)
@@ -438,6 +485,7 @@ def _fetch_checked(client: Any, path: str, target: Any, commit: str, left_out: i
         if pack.tell():
             pack.seek(0)
             check_pack(pack, client.transfer)
+            client.transfer.check_time()
             pack.seek(0)
             target.object_store.add_thin_pack(pack.read, None)
     target.update_shallow(result.new_shallow, result.new_unshallow)
@@ -445,103 +493,132 @@ def _fetch_checked(client: Any, path: str, target: Any, commit: str, left_out: i
 
 def check_pack(stream: Any, transfer: _Transfer) -> None:
     """Walk a pack's objects without keeping any, before dulwich indexes it (which inflates
-    each object in memory): every object, and the result of every delta, must inflate
-    to its declared size, all of them together to at most four times
-    `git_max_transfer_bytes`, within the call's time budget. A small pack of zeros that
-    inflates to gigabytes is refused here, having cost a few buffers."""
-    limit = 4 * transfer.limit
+    each object, and applies each delta, in memory, with no deadline): at most
+    `MAX_PACK_OBJECTS` objects; each object, and the result of each delta, inflates to
+    its declared size and at most a quarter of `git_max_transfer_bytes` (or the fetch
+    filter's size, if larger); all of them together to at most four times it; within the
+    call's time budget. A small pack that inflates to gigabytes is refused here, having
+    cost a few buffers."""
     header = stream.read(12)
     if len(header) < 12 or header[:4] != b"PACK":
         raise GitRemoteError(f"{transfer.where}: the server sent something that is not a pack")
-    scanner = _PackScanner(stream, transfer, limit)
-    for _ in range(int.from_bytes(header[8:12], "big")):
+    count = int.from_bytes(header[8:12], "big")
+    if count > MAX_PACK_OBJECTS:
+        raise transfer.too_much(f"a pack of {count} objects, more than {MAX_PACK_OBJECTS}:")
+    each = max(transfer.limit // 4, filter_bytes())
+    scanner = _PackScanner(stream, transfer, 4 * transfer.limit)
+    for _ in range(count):
         byte = scanner.byte()
         kind, size, shift = (byte >> 4) & 7, byte & 15, 4
         while byte & 0x80:
             byte = scanner.byte()
             size |= (byte & 0x7F) << shift
             shift += 7
+            if shift > 70:
+                raise scanner.broken("an object header that does not end")
+        if size > each:
+            raise transfer.too_much(f"an object of {size} bytes, over {each}:")
         if kind == 6:  # a delta on an earlier object of the pack: its offset
-            while scanner.byte() & 0x80:
-                pass
+            for _ in range(11):
+                if not scanner.byte() & 0x80:
+                    break
+            else:
+                raise scanner.broken("a delta offset that does not end")
         elif kind == 7:  # a delta on an object named by its id
             scanner.take(20)
         head = scanner.inflate(size)
-        if kind in (6, 7):  # the delta's result size: its second number
-            result, _ = _varint(head, _varint(head, 0)[1])
+        if kind in (6, 7):
+            result = _delta_result_size(head)
+            if result is None:
+                raise scanner.broken("a delta header that does not end")
+            if result > each:
+                raise transfer.too_much(f"a delta that makes {result} bytes, over {each}:")
             scanner.count(result)
-        if max(size, scanner.largest) > limit:
-            raise transfer.too_much("an object that inflates past")
+
+
+def _delta_result_size(head: bytes) -> int | None:
+    """A delta's second number (the size it makes), when both of its numbers end in
+    `head` within the 10 bytes a 64-bit number needs; None otherwise (padded with
+    continuation bytes, dulwich would read on past what was checked)."""
+    at = value = 0
+    for _number in range(2):
+        value = shift = 0
+        for _ in range(10):
+            if at >= len(head):
+                return None
+            byte = head[at]
+            at += 1
+            value |= (byte & 0x7F) << shift
+            shift += 7
+            if not byte & 0x80:
+                break
+        else:
+            return None
+    return value
 
 
 class _PackScanner:
-    """Reads a pack stream for `check_pack`: bytes, and zlib streams inflated and dropped."""
+    """Reads a pack stream for `check_pack`: bytes, and zlib streams inflated and dropped
+    (a position in the current chunk: no copying per byte)."""
 
     def __init__(self, stream: Any, transfer: _Transfer, limit: int) -> None:
         self.stream, self.transfer, self.limit = stream, transfer, limit
-        self.pending = b""
+        self.chunk = b""
+        self.at = 0
         self.total = 0
-        self.largest = 0
 
-    def more(self) -> None:
+    def broken(self, what: str) -> GitRemoteError:
+        return GitRemoteError(f"{self.transfer.where}: the pack is broken ({what})")
+
+    def _fill(self) -> None:
         self.transfer.check_time()
         chunk = self.stream.read(CHUNK)
         if not chunk:
-            raise GitRemoteError(f"{self.transfer.where}: the pack ends early")
-        self.pending += chunk
+            raise self.broken("it ends early")
+        self.chunk = self.chunk[self.at :] + chunk
+        self.at = 0
 
     def byte(self) -> int:
-        return self.take(1)[0]
+        if self.at >= len(self.chunk):
+            self._fill()
+        self.at += 1
+        return self.chunk[self.at - 1]
 
     def take(self, count: int) -> bytes:
-        while len(self.pending) < count:
-            self.more()
-        taken, self.pending = self.pending[:count], self.pending[count:]
-        return taken
+        while len(self.chunk) - self.at < count:
+            self._fill()
+        self.at += count
+        return self.chunk[self.at - count : self.at]
 
     def count(self, size: int) -> None:
-        self.largest = max(self.largest, size)
         self.total += size
         if self.total > self.limit:
-            raise self.transfer.too_much("objects that inflate past")
+            raise self.transfer.too_much("objects that inflate, in all, past")
 
     def inflate(self, declared: int) -> bytes:
-        """Inflate one zlib stream; its first bytes (the sizes a delta starts with)."""
+        """Inflate one zlib stream, keeping its first 32 bytes (a delta's sizes)."""
         import zlib
 
         inflater = zlib.decompressobj()
         produced, head = 0, b""
         while not inflater.eof:
-            if not self.pending:
-                self.more()
-            data, self.pending = self.pending, b""
+            if self.at >= len(self.chunk):
+                self._fill()
+            data, self.chunk, self.at = self.chunk[self.at :], b"", 0
             while data and not inflater.eof:
                 out = inflater.decompress(data, CHUNK)
                 produced += len(out)
                 if len(head) < 32:
                     head += out[: 32 - len(head)]
-                if produced > declared or self.total + produced > self.limit:
-                    raise self.transfer.too_much("an object that inflates past")
+                if produced > declared:
+                    raise self.broken("an object larger than it says")
                 data = inflater.unconsumed_tail
-            self.pending = inflater.unused_data + self.pending if inflater.eof else b""
+            if inflater.eof:
+                self.chunk = inflater.unused_data
         if produced != declared:
-            raise GitRemoteError(f"{self.transfer.where}: the pack is corrupt (object size)")
+            raise self.broken("an object smaller than it says")
         self.count(declared)
-        self.largest = max(self.largest, declared)
         return head
-
-
-def _varint(data: bytes, at: int) -> tuple[int, int]:
-    """A delta header's little-endian base-128 number at `at`, and where the next starts."""
-    value = shift = 0
-    while at < len(data):
-        byte = data[at]
-        value |= (byte & 0x7F) << shift
-        shift += 7
-        at += 1
-        if not byte & 0x80:
-            break
-    return value, at
 
 
 def cache_root() -> Path:
@@ -562,14 +639,19 @@ def _evict(root: Path, keep: Path) -> None:
     """Remove the least recently used commits until the cache fits its size."""
     cap = current_settings().git_cache_max_bytes
     entries: list[tuple[float, int, Path]] = []
+    now = time.time()
     for entry in root.glob("*/*"):
-        if entry.name.startswith(".") or not entry.is_dir():
+        if not entry.is_dir():
+            continue
+        if entry.name.startswith("."):  # a fetch or removal that never finished
+            with contextlib.suppress(OSError):
+                if now - entry.stat().st_mtime > STALE_SECONDS:
+                    shutil.rmtree(entry, ignore_errors=True)
             continue
         with contextlib.suppress(OSError):
             size = sum(f.stat().st_size for f in entry.rglob("*") if f.is_file())
             entries.append((entry.stat().st_mtime, size, entry))
     total = sum(size for _, size, _ in entries)
-    now = time.time()
     for used, size, entry in sorted(entries, key=lambda e: e[0]):
         if total <= cap:
             break
@@ -622,21 +704,28 @@ def _client(repo: RemoteRepo, rev: str | None) -> Iterator[tuple[Any, str]]:
     except NotGitRepository as exc:
         raise GitRepoNotFoundError(f"{where}: no git repository there") from exc
     except HangupException as exc:
-        raise GitUnreachableError(f"{where}: the server hung up ({exc})") from exc
+        raise GitUnreachableError(f"{where}: the server hung up ({_said(exc)})") from exc
     except GitProtocolError as exc:
         if "not our ref" in str(exc):
             raise RevisionNotFound(
                 f"{where}: the server refuses to send that commit (not reachable from a "
                 "branch or tag it advertises)"
             ) from exc
-        raise GitRemoteError(f"{where}: the server broke the git protocol: {exc}") from exc
+        raise GitRemoteError(f"{where}: the server broke the git protocol: {_said(exc)}") from exc
     except (zlib.error, ApplyDeltaError, ChecksumMismatch, AssertionError) as exc:
-        raise GitRemoteError(f"{where}: the server sent a broken pack ({exc})") from exc
+        raise GitRemoteError(f"{where}: the server sent a broken pack ({_said(exc)})") from exc
     except (OSError, ValueError, KeyError, pygit2.GitError) as exc:
-        raise GitRemoteError(f"{where}: {type(exc).__name__}: {exc}") from exc
+        raise GitRemoteError(f"{where}: {type(exc).__name__}: {_said(exc)}") from exc
     finally:
         if transfer is not None:
             transfer.close()
+
+
+def _said(exc: BaseException) -> str:
+    """What an exception says, as one printable line of at most 200 characters (server
+    text reaches messages through it: no terminal escapes)."""
+    text = "".join(c if c.isprintable() else "?" for c in str(exc))
+    return text if len(text) <= 200 else text[:197] + "..."
 
 
 class _Response:

@@ -11,10 +11,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import socket
 import struct
 import subprocess
-import threading
 import zlib
 from pathlib import Path
 
@@ -22,7 +20,7 @@ import pytest
 import yaml
 from conftest import GIT_TOKEN, GitWorld
 from gitserver import mlem_link
-from test_review_git import Crafted, _entry, _obj_sha, run_python
+from test_review_git import Crafted, _entry, _obj_sha, load_from_crafted, raw_server
 
 from mlemremote import check, load_meta
 from mlemremote.api import configured
@@ -99,27 +97,9 @@ def test_a_delta_cannot_hide_its_result_size_from_check_pack() -> None:
     (retry_max_seconds=2) for result=2 GiB; here 512 MiB -> ~1.1 GB RSS."""
     pack, sha = padded_delta_bomb(512 << 20)
     assert len(pack) < 1000
-    with Crafted([(sha, "refs/heads/main"), (sha, "HEAD")], pack) as server:
-        done = run_python(
-            f"""
-            import time
-            from mlemremote import load_meta
-            start = time.monotonic()
-            try:
-                load_meta("base", repo={server.url + "/bomb.git"!r}, rev="main")
-            except Exception as exc:
-                print(type(exc).__name__)
-            # (VmHWM: this process's peak; ru_maxrss would count the forking pytest's)
-            hwm = next(l for l in open("/proc/self/status") if l.startswith("VmHWM"))
-            print(int(hwm.split()[1]) // 1024,
-                  round(time.monotonic() - start, 1))
-            """,
-            120,
-            MLEMREMOTE_RETRY_MAX_SECONDS="2",
-        )
-    rss_mb, seconds = done.stdout.split()[-2:]
-    assert int(rss_mb) < 300, f"max RSS {rss_mb} MB for a {len(pack)}-byte pack"
-    assert float(seconds) < 6, f"{seconds} s with a 2 s budget"
+    peak_mb, seconds = load_from_crafted(pack, sha, "base")
+    assert peak_mb < 300, f"max RSS {peak_mb} MB for a {len(pack)}-byte pack"
+    assert seconds < 6, f"{seconds} s with a 2 s budget"
 
 
 # -- 2. no deadline (and no object count bound) while dulwich indexes ---------------------------
@@ -138,23 +118,8 @@ def test_indexing_a_pack_of_many_small_objects_keeps_the_time_budget() -> None:
         [_entry(1, len(body), zlib.compress(body)), _entry(2, 0, zlib.compress(b"")), *parts]
     )
     sha = _obj_sha(b"commit", body)
-    with Crafted([(sha, "refs/heads/main"), (sha, "HEAD")], pack) as server:
-        done = run_python(
-            f"""
-            import time
-            from mlemremote import load_meta
-            start = time.monotonic()
-            try:
-                load_meta("x", repo={server.url + "/many.git"!r}, rev="main")
-            except Exception as exc:
-                print(type(exc).__name__)
-            print(round(time.monotonic() - start, 1))
-            """,
-            120,
-            MLEMREMOTE_RETRY_MAX_SECONDS="2",
-        )
-    seconds = float(done.stdout.split()[-1])
-    assert seconds < 5, f"{seconds} s with a 2 s budget ({done.stdout.split()[:-1]})"
+    _, seconds = load_from_crafted(pack, sha, "x")
+    assert seconds < 5, f"{seconds} s with a 2 s budget"
 
 
 # -- 3. dot segments: a link leaves the prefix the user named (with the user's token) -----------
@@ -292,26 +257,12 @@ def test_a_servers_error_text_reaches_messages_without_control_characters() -> N
     as is: terminal escapes (ESC[2J, OSC 8 links, ...) reach the CLI's stderr, which
     `_one_line` does not strip. The rest of the library refuses control characters in
     anything that ends up in messages (`_printable`)."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen()
     body = b"001e# service=git-upload-pack\n0000" + b"%04x" % (len(b"ERR \x1b[2Jgone\n") + 4)
     body += b"ERR \x1b[2Jgone\n"
-
-    def serve() -> None:
-        while True:
-            try:
-                conn, _ = listener.accept()
-            except OSError:
-                return
-            conn.recv(65536)
-            conn.sendall(
-                b"HTTP/1.1 200 OK\r\nContent-Type: application/x-git-upload-pack-advertisement"
-                b"\r\nConnection: close\r\nContent-Length: %d\r\n\r\n" % len(body) + body
-            )
-            conn.close()
-
-    threading.Thread(target=serve, daemon=True).start()
+    listener = raw_server(
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/x-git-upload-pack-advertisement"
+        b"\r\nConnection: close\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+    )
     try:
         url = f"http://127.0.0.1:{listener.getsockname()[1]}/err.git"
         with pytest.raises(MlemError) as caught:

@@ -318,3 +318,22 @@ def check_links(
 
     outcomes = (outcome for _, outcome in run_batched(files, check, concurrency))
     return Checks(total=len(files), outcomes=outcomes)
+
+
+def final_targets(links: Sequence[MlemLink], concurrency: int = 32) -> list[Location | MlemError]:
+    """Where each link finally leads (or why it does not), read together as `load_many`
+    reads: one GET per metafile."""
+
+    def follow(start: MlemLink) -> Location | MlemError:
+        try:
+            final, _ = _links.walk(start, build)
+            return final.loc
+        except _links.NotReadYet:
+            raise
+        except Exception as exc:
+            return to_mlem_error(exc, f"follow {start.location}")
+
+    results: list[Location | MlemError] = [MlemError("not followed")] * len(links)
+    for index, result in run_batched(links, follow, concurrency):
+        results[index] = result
+    return results

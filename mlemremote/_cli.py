@@ -16,11 +16,31 @@ if TYPE_CHECKING:
 
 app = typer.Typer(
     name="mlemremote",
-    help="MLEM-compatible links to ML models on local disk, S3, GCS and Azure Blob.",
+    help="MLEM-compatible links to ML models on local disk, S3, GCS, Azure Blob and git.",
     no_args_is_help=True,
-    add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        from mlemremote import __version__
+
+        typer.echo(f"mlemremote {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """MLEM-compatible links to ML models on local disk, S3, GCS, Azure Blob and git."""
+
 
 StorageOptions = Annotated[
     list[str] | None,
@@ -33,6 +53,10 @@ StorageOptions = Annotated[
 ]
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Show tracebacks on errors.")]
 Json = Annotated[bool, typer.Option("--json", help="Print JSON for machines.")]
+Repo = Annotated[
+    str | None,
+    typer.Option("--repo", "-r", help="The repo PATH is in (default: found from PATH)."),
+]
 Rev = Annotated[
     str | None,
     typer.Option(
@@ -95,8 +119,13 @@ def _one_line(text: str) -> str:
 
 
 @app.command()
-def init(path: str, storage_option: StorageOptions = None, verbose: Verbose = False) -> None:
-    """Make PATH a repo (create PATH/.mlem/config.yaml); does nothing if it is one."""
+def init(
+    path: Annotated[str, typer.Argument(help="The folder or URI to make a repo.")] = ".",
+    storage_option: StorageOptions = None,
+    verbose: Verbose = False,
+) -> None:
+    """Make PATH (default: the current folder) a repo (create PATH/.mlem/config.yaml);
+    does nothing if it is one."""
     from mlemremote.api import init as do_init
 
     options = parse_storage_options(storage_option)
@@ -106,14 +135,46 @@ def init(path: str, storage_option: StorageOptions = None, verbose: Verbose = Fa
 
 @app.command()
 def link(
-    source: str,
-    target: str,
-    source_repo: Annotated[str | None, typer.Option("--source-repo", "--sr")] = None,
+    source: Annotated[str, typer.Argument(help="The object to link to: a path, URI or name.")],
+    target: Annotated[str, typer.Argument(help="Where to write the link (the alias).")],
+    source_repo: Annotated[
+        str | None,
+        typer.Option("--source-repo", "--sr", help="The repo SOURCE is in (any backend, or git)."),
+    ] = None,
     rev: Rev = None,
-    target_repo: Annotated[str | None, typer.Option("--target-repo", "--tr")] = None,
-    external: Annotated[bool, typer.Option("--external", "-e")] = False,
-    follow_links: Annotated[bool, typer.Option("--follow-links/--no-follow-links")] = True,
-    absolute: Annotated[bool, typer.Option("--absolute/--relative")] = False,
+    target_repo: Annotated[
+        str | None,
+        typer.Option(
+            "--target-repo", "--tr", help="The repo to write the link in (.mlem/link/TARGET)."
+        ),
+    ] = None,
+    external: Annotated[
+        bool,
+        typer.Option(
+            "--external", "-e", help="In a repo, write TARGET where named, not in .mlem/link/."
+        ),
+    ] = False,
+    follow_links: Annotated[
+        bool,
+        typer.Option(
+            "--follow-links/--no-follow-links",
+            "--f/--nf",
+            help="If SOURCE is a link, link to what it leads to (default) or to the link itself.",
+        ),
+    ] = True,
+    absolute: Annotated[
+        bool,
+        typer.Option(
+            "--absolute/--relative",
+            "--abs/--rel",
+            help="Write the full URI, or (default) a repo-relative path within one repo.",
+        ),
+    ] = False,
+    pin: Annotated[
+        bool,
+        typer.Option("--pin", help="Record the version SOURCE has now (a git commit, ...)."),
+    ] = False,
+    json_out: Json = False,
     folder_relative: Annotated[
         bool,
         typer.Option(
@@ -142,22 +203,29 @@ def link(
             absolute=absolute,
             folder_relative=folder_relative,
             storage_options=options,
+            pin=pin,
         ),
     )
+    if json_out:
+        typer.echo(json.dumps({"uri": str(made.location), **made.to_dict()}, indent=2))
+        return
     typer.echo(f"{made.location} -> {made.path}" + (f" in {made.repo}" if made.repo else ""))
 
 
 @app.command()
 def show(
-    path: str,
-    repo: Annotated[str | None, typer.Option("--repo")] = None,
+    path: Annotated[str, typer.Argument(help="A path, URI, or a name in --repo.")],
+    repo: Repo = None,
     rev: Rev = None,
-    no_follow: Annotated[bool, typer.Option("--no-follow")] = False,
+    no_follow: Annotated[
+        bool, typer.Option("--no-follow", "--nf", help="Show PATH itself, not what it leads to.")
+    ] = False,
     storage_option: StorageOptions = None,
     json_out: Json = False,
     verbose: Verbose = False,
 ) -> None:
-    """Show the chain of hops from PATH, each with its URI, and the final object."""
+    """Show the chain of hops from PATH, each with its URI, then the final object's YAML
+    (with --json: each hop's URI and content)."""
     from mlemremote import _links
     from mlemremote.api import load_meta
     from mlemremote.core.objects import build
@@ -172,15 +240,23 @@ def show(
 
     chain = _run(verbose, hops)
     rows = [
-        {"hop": i, "object_type": obj.object_type, "uri": str(obj.location), **_pointer(obj)}
+        {
+            "hop": i,
+            "object_type": obj.object_type,
+            "uri": str(obj.location),
+            **_pointer(obj),
+            "content": obj.to_dict(),
+        }
         for i, obj in enumerate(chain)
     ]
     if json_out:
-        typer.echo(json.dumps(rows, indent=2))
+        typer.echo(json.dumps(rows, indent=2, default=str))
         return
     for row in rows:
         points = f"  -> {row['points_to']}" if row.get("points_to") else ""
         typer.echo(f"{row['hop']:>3}  {row['object_type']:<8} {row['uri']}{points}")
+    typer.echo("")
+    typer.echo(chain[-1].to_yaml().rstrip())
 
 
 def _pointer(obj: Any) -> dict[str, Any]:
@@ -192,48 +268,102 @@ def _pointer(obj: Any) -> dict[str, Any]:
 
 @app.command("ls")
 def ls(
-    repo: str,
+    repo: Annotated[
+        str | None, typer.Argument(help="The repo (default: the one around the current folder).")
+    ] = None,
     rev: Rev = None,
     storage_option: StorageOptions = None,
     json_out: Json = False,
     verbose: Verbose = False,
 ) -> None:
-    """List the links and objects in REPO (any backend)."""
+    """List the aliases and objects in REPO (any backend): each alias by name, with what it
+    finally leads to (`latest -> models/rf`)."""
     from mlemremote import _bulk
     from mlemremote.core.errors import MlemError
+    from mlemremote.core.objects import MlemLink
 
     options = parse_storage_options(storage_option)
 
-    def run() -> list[tuple[str, Any]]:
-        return _bulk.list_repo(repo, rev=rev, storage_options=options)
+    def run() -> tuple[list[tuple[str, Any]], dict[str, Any]]:
+        entries = _bulk.list_repo(repo or _repo_here(), rev=rev, storage_options=options)
+        links = [o for _, o in entries if isinstance(o, MlemLink)]
+        finals = _bulk.final_targets(links)
+        return entries, {str(o.location): f for o, f in zip(links, finals, strict=True)}
 
-    entries = _run(verbose, run, bulk=True)
-    rows = [
-        {"name": name, "object_type": "invalid", "error": str(obj)}
-        if isinstance(obj, MlemError)
-        else {
-            "name": name,
-            "object_type": obj.object_type,
-            "uri": str(obj.location),
-            **_pointer(obj),
-        }
-        for name, obj in entries
-    ]
+    entries, finals = _run(verbose, run, bulk=True)
+    rows: list[dict[str, Any]] = []
+    for name, obj in entries:
+        if isinstance(obj, MlemError):
+            rows.append({"name": name, "alias": _alias(name), "object_type": "invalid"})
+            rows[-1]["error"] = str(obj)
+            continue
+        row = {"name": name, "alias": _alias(name), "object_type": obj.object_type}
+        row |= {"uri": str(obj.location), **_pointer(obj)}
+        final = finals.get(str(obj.location))
+        if isinstance(final, MlemError):
+            row["error"] = str(final)
+        elif final is not None:
+            row["target"] = str(final)
+        rows.append(row)
     if json_out:
         typer.echo(json.dumps(rows, indent=2))
         return
-    width = max((len(r["name"]) for r in rows), default=4)
-    typer.echo(f"{'TYPE':<8} {'NAME':<{width}} POINTS TO")
+    width = max((len(r["alias"]) for r in rows), default=4)
     for row in rows:
-        detail = row.get("points_to") or row.get("error") or ""
-        typer.echo(f"{row['object_type']:<8} {row['name']:<{width}} {detail}")
+        if "target" in row:
+            detail = f"-> {_shorter(row['target'], row['uri'], row['name'])}"
+        else:
+            detail = f"!! {_one_line(row['error'])}" if "error" in row else ""
+        typer.echo(f"{row['object_type']:<8} {row['alias']:<{width}} {detail}".rstrip())
+    typer.echo(_count(len(rows), "entry", "entries"))
+
+
+def _alias(name: str) -> str:
+    """A metafile's name in its repo as MLEM names it: `.mlem/link/latest.mlem` -> `latest`."""
+    stem = name[: -len(".mlem")] if name.endswith(".mlem") else name
+    parts = stem.split("/")
+    return "/".join(parts[2:]) if len(parts) > 2 and parts[0] == ".mlem" else stem
+
+
+def _shorter(target: str, uri: str, name: str) -> str:
+    """`target` relative to the repo of the metafile `uri` (named `name` in it) when it is
+    inside that repo, as an alias name; else the whole URI."""
+    root = uri[: -len(name)] if uri.endswith(name) else None
+    if root and target.startswith(root):
+        return _alias(target[len(root) :])
+    return target
+
+
+def _count(number: int, one: str, many: str) -> str:
+    return f"{number} {one if number == 1 else many}"
+
+
+def _repo_here() -> str:
+    """The repo around the current folder (it or a folder above it)."""
+    import os
+
+    from mlemremote._location import resolve
+    from mlemremote.core.errors import MlemRootNotFound
+
+    found = resolve(os.getcwd()).repo
+    if found is None:
+        raise MlemRootNotFound(
+            "the current folder is in no repo (no .mlem/ here or above); name one, or run "
+            "`mlemremote init`"
+        )
+    return found
 
 
 @app.command()
 def check(
-    repo_or_prefix: str,
+    repo_or_prefix: Annotated[
+        str | None,
+        typer.Argument(help="A repo or prefix (default: the repo around the current folder)."),
+    ] = None,
     rev: Rev = None,
-    concurrency: Annotated[int, typer.Option("--concurrency", min=1)] = 32,
+    concurrency: Annotated[
+        int, typer.Option("--concurrency", min=1, help="Reads in flight at most.")
+    ] = 32,
     storage_option: StorageOptions = None,
     json_out: Json = False,
     verbose: Verbose = False,
@@ -249,7 +379,10 @@ def check(
 
     def run() -> None:
         found = _bulk.check_links(
-            repo_or_prefix, rev=rev, storage_options=options, concurrency=concurrency
+            repo_or_prefix or _repo_here(),
+            rev=rev,
+            storage_options=options,
+            concurrency=concurrency,
         )
         if not tty:
             results.extend(found.results)
@@ -267,7 +400,7 @@ def check(
     else:
         for result in results:
             typer.echo(result.line())
-        typer.echo(f"{len(results)} links, {len(broken)} broken")
+        typer.echo(f"{_count(len(results), 'link', 'links')}, {len(broken)} broken")
     raise typer.Exit(1 if broken else 0)
 
 

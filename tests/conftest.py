@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import os
 
-# gcsfs probes a TLS gRPC endpoint for ~60 s per call unless told not to (backends.md).
+# gcsfs probes a TLS gRPC endpoint for ~60 s per call unless told not to (see the
+# README's "Try it yourself"; `python tests/services.py` prints it too).
 os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
 # Only 127.0.0.1 is ever reached: a filesystem made without the test servers' settings
 # talks to a closed local port instead of the clouds' public endpoints.

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -148,6 +149,27 @@ class Endpoints:
             ENV_AZURE: self.azure,
         }
 
+    def library_environ(self) -> dict[str, str]:
+        """The variables the library (botocore, fsspec, adlfs) reads, for these servers:
+        S3 on the first S3 server, GCS and Azure Blob on theirs."""
+        first_s3 = next(iter(self.s3.values()))
+        found = {
+            # gcsfs otherwise waits ~60 s per call on a TLS gRPC probe of Google's servers
+            "GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT": "false",
+            "AWS_ENDPOINT_URL": first_s3,
+            "AWS_ACCESS_KEY_ID": S3_KEY,
+            "AWS_SECRET_ACCESS_KEY": S3_SECRET,
+        }
+        if self.gcs:
+            found |= {
+                "FSSPEC_GS_ENDPOINT_URL": self.gcs,
+                "FSSPEC_GS_TOKEN": "anon",
+                "FSSPEC_GS_PROJECT": "test",
+            }
+        if self.azure:
+            found["AZURE_STORAGE_CONNECTION_STRING"] = self.azure
+        return found
+
 
 def s3_server_names() -> list[str]:
     """The S3 servers the suite runs against (known before any server starts)."""
@@ -268,10 +290,26 @@ def running_services(kinds: tuple[str, ...] = ("s3", "gcs", "azure")) -> Iterato
             signal.signal(signal.SIGTERM, previous)
 
 
+def _exports(variables: dict[str, str]) -> str:
+    return "".join(f"export {key}={shlex.quote(value)}\n" for key, value in variables.items())
+
+
 if __name__ == "__main__":
+    # `python tests/services.py` starts the emulators and prints, for a shell to `eval`,
+    # the variables the library reads (`--suite`: the test suite's own instead); with
+    # `--env-file FILE` it also writes them there once the servers answer. Ctrl-C stops.
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Run the emulators on 127.0.0.1.")
+    parser.add_argument("--suite", action="store_true", help="print the test suite's variables")
+    parser.add_argument("--env-file", help="also write the exports to this file when ready")
+    args = parser.parse_args()
     with running_services() as endpoints:
-        for key, value in endpoints.environ().items():
-            print(f"export {key}='{value}'")
-        sys.stdout.flush()
+        text = _exports(endpoints.environ() if args.suite else endpoints.library_environ())
+        if args.env_file:
+            partial = args.env_file + ".partial"
+            Path(partial).write_text(text)
+            os.replace(partial, args.env_file)  # (a reader never sees half of it)
+        print(text, end="", flush=True)
         with contextlib.suppress(KeyboardInterrupt):
             signal.pause()

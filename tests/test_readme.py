@@ -52,3 +52,31 @@ def test_readme_python_blocks_run(
     namespace: dict[str, object] = {}
     for number, block in enumerate(blocks, 1):
         exec(compile(block, f"README.md python block {number}", "exec"), namespace)
+
+
+@pytest.mark.backends("s3", "gcs", "azure")
+def test_readme_shell_blocks_run(tmp_path: Path) -> None:
+    """The README's `shell` blocks run as written, by bash, in a fresh folder (with
+    `tests/` at hand and the venv's commands on PATH); the emulators they start are their
+    own. (`sh` blocks, such as `make test`, are not run.)"""
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "tests").symlink_to(README.parent / "tests")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "FSSPEC_"))}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    blocks = re.findall(r"```shell\n(.*?)```", README.read_text(), flags=re.S)
+    assert blocks
+    for number, block in enumerate(blocks, 1):
+        done = subprocess.run(
+            # (whatever the block started in the background stops with it, even on failure)
+            ["bash", "-euo", "pipefail", "-c", "trap 'kill $(jobs -p) 2>/dev/null' EXIT\n" + block],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 0, f"shell block {number}: {done.stdout}{done.stderr}"
+        assert "latest" in done.stdout

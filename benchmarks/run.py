@@ -268,8 +268,21 @@ def _new(tool: str, counter: dict[str, int]) -> str:
 
 
 def startup(peer_python: Path) -> dict[str, float]:
+    """Median start-up of each command (ms), beside a bare `python -c pass`."""
+    import tempfile
+
+    from mlemremote import MlemModel, init
+
+    repo = Path(tempfile.mkdtemp(prefix="mlemremote-startup-")) / "repo"
+    init(str(repo))
+    MlemModel().dump("rf", repo=str(repo))
+    link("rf", source_repo=str(repo), target="latest", target_repo=str(repo))
+    ours = str(Path(sys.executable).with_name("mlemremote"))
     commands = {
-        "mlemremote --help": [str(Path(sys.executable).with_name("mlemremote")), "--help"],
+        "python -c pass": [sys.executable, "-c", "pass"],
+        "mlemremote --help": [ours, "--help"],
+        "mlemremote --version": [ours, "--version"],
+        "mlemremote show latest (local repo)": [ours, "show", "latest", "-r", str(repo)],
         "mlem --help": [str(peer_python.with_name("mlem")), "--help"],
     }
     times: dict[str, list[float]] = {name: [] for name in commands}
@@ -283,6 +296,7 @@ def startup(peer_python: Path) -> dict[str, float]:
                 env={**os.environ, "MLEM_NO_ANALYTICS": "true"},
             )
             times[name].append(time.perf_counter() - start)
+    shutil.rmtree(repo.parent, ignore_errors=True)
     return {name: round(statistics.median(t) * 1000, 1) for name, t in times.items()}
 
 
@@ -396,8 +410,13 @@ def write_results(results: dict[str, Any]) -> None:
             f"| {op} | {row['requests']} | {row['median_ms']} |"
             for op, row in results["git"].items()
         ]
-    lines += ["", "| command | median start-up (ms) |", "| --- | --- |"]
-    lines += [f"| `{name}` | {ms} |" for name, ms in results["startup_ms"].items()]
+    bare = results["startup_ms"].get("python -c pass")
+    lines += ["", "| command | median start-up (ms) | ratio to `python -c pass` |"]
+    lines += ["| --- | --- | --- |"]
+    lines += [
+        f"| `{name}` | {ms} | {round(ms / bare, 1) if bare else ''} |"
+        for name, ms in results["startup_ms"].items()
+    ]
     (RESULTS / "results.md").write_text("\n".join(lines) + "\n")
     chart(results)
 
@@ -427,9 +446,14 @@ def chart(results: dict[str, Any]) -> None:
 
 
 def main() -> None:
-    if sys.argv[1:] == ["git"]:  # only the remote git table, merged into the last results
+    if sys.argv[1:] in (["git"], ["startup"]):  # one table, merged into the last results
         results = json.loads((RESULTS / "results.json").read_text())
-        results["git"] = measure_git()
+        if sys.argv[1] == "git":
+            results["git"] = measure_git()
+        else:
+            peer = ensure_peer()
+            assert peer is not None
+            results["startup_ms"] = startup(peer)
         write_results(results)
         print((RESULTS / "results.md").read_text())
         return

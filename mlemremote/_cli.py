@@ -19,6 +19,9 @@ app = typer.Typer(
     help="MLEM-compatible links to ML models on local disk, S3, GCS, Azure Blob and git.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    # Plain help, as click prints it: rendering it with rich takes longer than all the rest
+    # of a command's start-up (issue 12: --help as fast as the imports it needs).
+    rich_markup_mode=None,
 )
 
 

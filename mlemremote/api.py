@@ -524,7 +524,8 @@ def unlink(
             path, repo, None, MlemLink.type_folder, build, storage_options=storage_options
         )
     except ObjectExistsError as exc:
+        why = str(exc).split(": choose another name")[0].split("; choose another name")[0]
         raise ObjectExistsError(
-            f"{path!r} does not name a link that can be removed: {exc}; nothing was removed"
+            f"{path!r} does not name a link that can be removed ({why}); nothing was removed"
         ) from None
     return cast(MlemLink, _links.remove_link(target, build, expected=expected))

@@ -28,6 +28,7 @@ _EXPORTS = {
     "load_many": "mlemremote.api",
     "load_meta": "mlemremote.api",
     "rollback": "mlemremote.api",
+    "unlink": "mlemremote.api",
     "MlemError": "mlemremote.core.errors",
     "MlemData": "mlemremote.core.objects",
     "MlemLink": "mlemremote.core.objects",
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
         load_many,
         load_meta,
         rollback,
+        unlink,
     )
     from mlemremote.api import resolve_location as resolve
     from mlemremote.core.errors import MlemError
@@ -80,4 +82,5 @@ __all__ = [
     "load_meta",
     "resolve",
     "rollback",
+    "unlink",
 ]

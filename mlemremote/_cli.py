@@ -407,6 +407,109 @@ def check(
     raise typer.Exit(1 if broken else 0)
 
 
+def _target_of(link: Any) -> str | None:
+    """What a link points to, as `show` prints it (None for no link: a removal)."""
+    return None if link is None else _pointer(link)["points_to"]
+
+
+@app.command()
+def unlink(
+    path: str,
+    repo: Annotated[str | None, typer.Option("--repo")] = None,
+    expected: Annotated[
+        str | None,
+        typer.Option(
+            "--expected",
+            help="The alias's token as read earlier (ETag, generation, ...): remove it "
+            "only if it has not changed since.",
+        ),
+    ] = None,
+    storage_option: StorageOptions = None,
+    json_out: Json = False,
+    verbose: Verbose = False,
+) -> None:
+    """Remove the alias PATH (a link metafile; never a model), recording it in history."""
+    from mlemremote.api import unlink as do_unlink
+
+    options = parse_storage_options(storage_option)
+    removed = _run(
+        verbose, lambda: do_unlink(path, repo, expected=expected, storage_options=options)
+    )
+    row = {"removed": str(removed.location), "points_to": _target_of(removed)}
+    if json_out:
+        typer.echo(json.dumps(row, indent=2))
+        return
+    typer.echo(f"removed {row['removed']} (it pointed to {row['points_to']})")
+
+
+def _history_row(index: int, entry: Any) -> dict[str, Any]:
+    return {
+        "index": index,
+        "time": None if entry.time is None else entry.time.isoformat(),
+        "removed": entry.removed,
+        "points_to": _target_of(entry.link),
+        "link": None if entry.link is None else entry.link.to_dict(),
+        "version": entry.version,
+        "recorded": entry.recorded,
+        "note": entry.note,
+    }
+
+
+@app.command()
+def history(
+    path: str,
+    repo: Annotated[str | None, typer.Option("--repo")] = None,
+    storage_option: StorageOptions = None,
+    json_out: Json = False,
+    verbose: Verbose = False,
+) -> None:
+    """Where the alias PATH pointed over time, newest first (index 0: now)."""
+    from mlemremote.api import history as do_history
+
+    options = parse_storage_options(storage_option)
+    entries = _run(verbose, lambda: do_history(path, repo, storage_options=options))
+    rows = [_history_row(index, entry) for index, entry in enumerate(entries)]
+    if json_out:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    typer.echo(f"{'#':>3}  {'TIME':<32} {'RECORDED':<8} TARGET")
+    for row in rows:
+        target = "(removed)" if row["removed"] else row["points_to"]
+        note = f"  ({row['note']})" if row["note"] and not row["removed"] else ""
+        recorded = "yes" if row["recorded"] else "no"
+        typer.echo(f"{row['index']:>3}  {row['time'] or '-':<32} {recorded:<8} {target}{note}")
+
+
+@app.command()
+def rollback(
+    path: str,
+    repo: Annotated[str | None, typer.Option("--repo")] = None,
+    to: Annotated[
+        int | None,
+        typer.Option(
+            "--to",
+            min=0,
+            help="The index (as `history` prints it) to go back to; default: the newest "
+            "earlier target.",
+        ),
+    ] = None,
+    storage_option: StorageOptions = None,
+    json_out: Json = False,
+    verbose: Verbose = False,
+) -> None:
+    """Move the alias PATH back to an earlier target (compare-and-swap), and print
+    where it points now."""
+    from mlemremote.api import rollback as do_rollback
+
+    options = parse_storage_options(storage_option)
+    now = _run(verbose, lambda: do_rollback(path, repo, to, storage_options=options))
+    row = {"uri": str(now.location), "points_to": _target_of(now), "link": now.to_dict()}
+    if json_out:
+        typer.echo(json.dumps(row, indent=2))
+        return
+    typer.echo(f"{row['uri']} -> {row['points_to']}")
+
+
 def main(argv: list[str] | None = None) -> None:
     """The `mlemremote` console script: exit 0 when all went well, 1 only when `check`
     found broken links, 2 for any error (usage errors included), in one line."""

@@ -4,7 +4,10 @@ Where the bucket keeps object versions (versioned S3 and GCS buckets), they are 
 history: every write of the alias, by whoever, is a version. Elsewhere each move appends
 one entry to `<repo>/.mlem/history/<alias>/`, written once and never rewritten, *after*
 the alias itself. An entry names the alias's token after the move (`token`), the one it
-replaced (`previous`), and what that replaced link said (`replaced`).
+replaced (`previous`), and what that replaced link said (`replaced`). A removal
+(`unlink`) is an entry too: `removed: true`, no `link`, and the removed link's token and
+content as `previous` and `replaced`. On a versioned S3 bucket a removal is the delete
+marker it left; on a versioned GCS bucket the alias's absence is shown as a removal.
 
 Writers can be killed between the two writes, the log write can fail, and other tools
 (MLEM, `aws s3 cp`) move aliases without writing any log. So the log is never trusted to
@@ -69,14 +72,24 @@ class HistoryEntry(Generic[L]):
     the alias's token after that move. `recorded` is False for a state that no log entry
     or version records (the current alias moved by another tool or by a writer that
     stopped before logging, or a state only its successor remembers); `note` says which.
+    `link` is None (and `removed` True) for a removal: the alias did not exist from then.
     """
 
     time: datetime | None
-    link: L
+    link: L | None
     version: str | None
     previous: str | None = None  # from the log: the token this move replaced
     recorded: bool = True
     note: str = ""
+
+    @property
+    def removed(self) -> bool:
+        """True when this entry is the alias's removal (`unlink`)."""
+        return self.link is None
+
+
+REMOVED_NOTE = "the alias was removed"
+GONE_NOTE = "the alias does not exist now; no history entry records its removal"
 
 
 def history_folder(target: Location) -> Location | None:
@@ -105,6 +118,25 @@ def log_move(
     Called after the alias was written: a failure here is logged, never raised (the
     alias did move, and `history_of` shows it even without this entry).
     """
+    entry = {
+        "link": link.to_dict(),
+        "token": token,
+        "previous": previous,
+        "replaced": dict(replaced) if replaced is not None else None,
+    }
+    _append(target, entry, version, "moved")
+
+
+def log_removal(
+    target: Location, *, version: str | None, previous: str, replaced: Mapping[str, Any]
+) -> None:
+    """Append one entry for the removal of the link at `target` (token `previous`,
+    content `replaced`); as `log_move`, after the fact, and never raising."""
+    entry = {"link": None, "removed": True, "token": None, "previous": previous}
+    _append(target, {**entry, "replaced": dict(replaced)}, version, "was removed")
+
+
+def _append(target: Location, entry: dict[str, Any], version: str | None, what: str) -> None:
     try:
         store = store_for(target)
         if store.keeps_versions(target, version):
@@ -115,25 +147,21 @@ def log_move(
         if not confined(folder, folder._repo if isinstance(folder._repo, str) else "/"):
             raise InvalidLinkError(f"{folder}: a symlink in the repo leads the log out of it")
         now = datetime.now(timezone.utc)
-        entry = {
-            "time": now.isoformat(),
-            "link": link.to_dict(),
-            "token": token,
-            "previous": previous,
-            "replaced": dict(replaced) if replaced is not None else None,
-        }
+        entry = {"time": now.isoformat(), **entry}
         name = f"{now:%Y%m%dT%H%M%S%fZ}-{uuid.uuid4().hex[:12]}.yaml"
         log = folder.sibling(join(folder.fullpath, name), repo=folder._repo)
         data = yaml.safe_dump(entry, sort_keys=True, default_flow_style=False).encode()
         store.write(log, data, Expect.ABSENT)  # never rewritten
     except MlemError as exc:
-        logger.warning(redact(f"{target} moved, but its history entry could not be written: {exc}"))
+        logger.warning(
+            redact(f"{target} {what}, but its history entry could not be written: {exc}")
+        )
 
 
 @dataclass(frozen=True)
 class _Logged:
     time: datetime
-    link_content: Mapping[str, Any]
+    link_content: Mapping[str, Any] | None  # None: a removal
     token: str | None
     previous: str | None
     replaced: Mapping[str, Any] | None
@@ -141,10 +169,11 @@ class _Logged:
 
 
 def history_of(
-    current: L, current_blob_time: datetime | None, target: Location, build: BuildLink[L]
+    current: L | None, current_blob_time: datetime | None, target: Location, build: BuildLink[L]
 ) -> list[HistoryEntry[L]]:
     """The moves of the link at `target`, newest first; `current` is that link as just
-    read (with its token and version), and always comes first."""
+    read (with its token and version), and always comes first. None: there is no link
+    at `target` now; then a removal comes first."""
     store = store_for(target)
     token: str | None = getattr(current, "_token", None)
     version: str | None = getattr(current, "_version", None)
@@ -161,18 +190,32 @@ def history_of(
 
 
 def _from_versions(
-    current: L, version: str | None, time: datetime | None, target: Location, build: BuildLink[L]
+    current: L | None,
+    version: str | None,
+    time: datetime | None,
+    target: Location,
+    build: BuildLink[L],
 ) -> list[HistoryEntry[L]]:
     store = store_for(target)
-    versions = [v for v in store.versions(target) if not v.deleted]
+    listed = store.versions(target)
+    versions = [v for v in listed if not v.deleted]
     locs = [at_revision(target, v.version) for v in versions]
+    blobs = dict(zip((v.version for v in versions), _read_all(locs), strict=True))
     entries: list[HistoryEntry[L]] = []
-    for v, loc, blob in zip(versions, locs, _read_all(locs), strict=True):
+    for v in listed:
+        if v.deleted:  # an S3 delete marker: a removal
+            entries.append(HistoryEntry(v.time, None, v.version, note=REMOVED_NOTE))
+            continue
+        blob = blobs.get(v.version)
         if blob is None:
             continue
-        link = _build_link(blob.data, str(loc), build)
+        link = _build_link(blob.data, str(at_revision(target, v.version)), build)
         if link is not None:
             entries.append(HistoryEntry(v.time, link, v.version))
+    if current is None:
+        if not entries or not entries[0].removed:
+            entries.insert(0, HistoryEntry(None, None, None, note=GONE_NOTE))
+        return entries
     if version is not None and (not entries or entries[0].version != version):
         # The alias moved between our read and the listing, or the listing lags: what
         # we read is the current state, and it comes first.
@@ -182,7 +225,7 @@ def _from_versions(
 
 
 def _reconcile(
-    current: L,
+    current: L | None,
     token: str | None,
     time: datetime | None,
     logged: list[_Logged],
@@ -221,6 +264,8 @@ def _reconcile(
         """`entry`, if it is unused, builds, and says what `must_be` says."""
         if entry is None or id(entry) in used:
             return None
+        if entry.link_content is None:  # a removal: nothing in it to check against
+            return entry if must_be is None else None
         link = _link_of(entry.link_content, entry.uri, build)
         if link is None or (must_be is not None and not _same(link, must_be)):
             if link is not None:
@@ -232,8 +277,15 @@ def _reconcile(
     def unrecorded(link: L, version: str | None, when: datetime | None, note: str) -> None:
         out.append(HistoryEntry(when, link, version, recorded=False, note=note))
 
-    step = checked(by_token.get(token) if token is not None else None, current)
-    if step is None:
+    if current is None:
+        # Nothing is there now: the newest entry should be the removal.
+        rest = [e for e in remaining if id(e) not in used]
+        step = rest[0] if rest else None
+        if step is None or step.link_content is not None:
+            out.append(HistoryEntry(None, None, None, recorded=False, note=GONE_NOTE))
+    else:
+        step = checked(by_token.get(token) if token is not None else None, current)
+    if current is not None and step is None:
         unrecorded(
             _unsaved(current),
             token,
@@ -244,9 +296,12 @@ def _reconcile(
     while True:
         while step is not None:
             used.add(id(step))
-            link = _link_of(step.link_content, step.uri, build)
-            if link is not None:
-                out.append(HistoryEntry(step.time, link, step.token, step.previous))
+            if step.link_content is None:
+                out.append(HistoryEntry(step.time, None, None, step.previous, note=REMOVED_NOTE))
+            else:
+                link = _link_of(step.link_content, step.uri, build)
+                if link is not None:
+                    out.append(HistoryEntry(step.time, link, step.token, step.previous))
             if step.previous is None:
                 break
             replaced = None if step.replaced is None else _link_of(step.replaced, step.uri, build)
@@ -333,8 +388,9 @@ def _parse_entry(data: bytes, uri: str) -> _Logged | None:
         return None
     link, raw_time = content.get("link"), content.get("time")
     token, previous, replaced = (content.get(k) for k in ("token", "previous", "replaced"))
-    if not isinstance(link, dict) or not isinstance(raw_time, str):
-        _skip(uri, "'link' must be a mapping and 'time' a string")
+    removal = content.get("removed") is True and link is None and token is None
+    if not (removal or isinstance(link, dict)) or not isinstance(raw_time, str):
+        _skip(uri, "'link' must be a mapping (or the entry a removal) and 'time' a string")
         return None
     if not all(v is None or isinstance(v, str) for v in (token, previous)):
         _skip(uri, "'token' and 'previous' must be strings")

@@ -928,9 +928,11 @@ def write_link(
 
     Every write is conditional on what was read, so a model that appears meanwhile is
     never overwritten. With `expected` (the link as loaded before, or its token) the write
-    is a compare-and-swap: `AliasChangedError` when the alias changed since.
+    is a compare-and-swap: `AliasChangedError` when the alias changed since; with
+    `Expect.ABSENT` (a rollback of a removed alias) it is create-only.
     """
-    check_expected(expected)
+    if expected is not Expect.ABSENT:
+        check_expected(expected)
     if link._points_to is not None:
         if str(link._points_to) == str(target):
             raise InvalidLinkError(f"{target}: a link cannot point at itself")
@@ -946,7 +948,11 @@ def write_link(
     store = store_for(target)
     try:
         if expected is not None:
-            token, replaced = _expected_token(expected, target, build)
+            token, replaced = (
+                (Expect.ABSENT, None)
+                if expected is Expect.ABSENT
+                else _expected_token(expected, target, build)
+            )
             try:
                 written = store.write(target, data, token)
             except WriteConflict as exc:
@@ -974,6 +980,52 @@ def write_link(
         previous=None if isinstance(token, Expect) else token,
         replaced=replaced,
     )
+
+
+def remove_link(target: Location, build: Build[Any], *, expected: object = None) -> Link:
+    """Remove the link at `target` and record the removal in its history; returns the
+    link that was there. Anything that is not a link is never removed (`ObjectExistsError`,
+    untouched); nothing there raises `MlemObjectNotFound`.
+
+    The deletion is conditional on the token just read (see each store's `delete`), so a
+    model written there meanwhile is never deleted. With `expected` (the link as loaded
+    before, or its token) it is a compare-and-swap: `AliasChangedError` when the alias
+    changed since.
+    """
+    check_expected(expected)
+    store = store_for(target)
+    try:
+        for _ in range(_PLAIN_WRITE_ATTEMPTS):
+            token, replaced = _current_link(target, build)
+            if isinstance(token, Expect) or replaced is None:
+                raise MlemObjectNotFound(f"no link to remove at {target}", [str(target)])
+            if expected is not None:
+                wanted: Expected = (
+                    expected
+                    if isinstance(expected, str)
+                    else _expected_token(expected, target, build)[0]
+                )
+                if wanted != token:
+                    raise AliasChangedError(
+                        f"{target} changed since it was read; nothing was removed"
+                    )
+            try:
+                done = store.delete(target, token)
+                break
+            except WriteConflict as exc:
+                if expected is not None:
+                    raise AliasChangedError(
+                        f"{target} changed since it was read; nothing was removed"
+                    ) from exc
+                continue  # it moved between our read and the delete: look again
+        else:
+            raise AliasChangedError(f"{target} kept changing; nothing was removed")
+    except NotAFileError as exc:  # what appeared there is not a file: never removed
+        raise ObjectExistsError(f"{target} is not a file; it was left untouched") from exc
+    _history.log_removal(target, version=done.version, previous=token, replaced=replaced)
+    removed = cast(Link, build(replaced, str(target)))
+    removed._location = target
+    return removed
 
 
 def _expected_token(

@@ -15,7 +15,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 from mlemremote import _bulk, _history, _links, _location
 from mlemremote._boundary import public, public_bulk
@@ -31,7 +31,10 @@ from mlemremote.core.errors import (
     InvalidArgumentError,
     InvalidLinkError,
     MlemError,
+    MlemObjectNotFound,
     MlemObjectNotSavedError,
+    MlemRootNotFound,
+    ObjectExistsError,
     StorageError,
 )
 from mlemremote.core.objects import MlemLink, MlemObject, build
@@ -315,6 +318,7 @@ __all__ = [
     "load_many",
     "load_meta",
     "rollback",
+    "unlink",
 ]
 
 
@@ -340,26 +344,57 @@ def history(
     ...     _ = link(name, source_repo=repo, target="latest", target_repo=repo)
     >>> [entry.link.path for entry in history("latest", repo=repo)]
     ['v2.mlem', 'v1.mlem']
+
+    After `unlink`, the alias's history starts with its removal (`entry.removed`,
+    `entry.link` None), and `rollback` can bring it back.
     """
-    current = _current_alias(path, repo, storage_options)
-    return _history_of(current)
+    current, where, missing = _current_alias(path, repo, storage_options)
+    return _history_of(current, where, missing)
 
 
-def _current_alias(path: str, repo: str | None, storage_options: StorageOptions | None) -> MlemLink:
-    current = load_meta(path, repo, follow_links=False, storage_options=storage_options)
+def _current_alias(
+    path: str, repo: str | None, storage_options: StorageOptions | None
+) -> tuple[MlemLink | None, Location, MlemObjectNotFound | None]:
+    """The alias as it is now and where it is; or, when there is none (it was removed),
+    None, where `link` would write it, and the error that says it is missing."""
+    try:
+        current = load_meta(path, repo, follow_links=False, storage_options=storage_options)
+    except MlemObjectNotFound as exc:
+        if type(exc) is not MlemObjectNotFound:
+            raise
+        try:
+            where = _links.target_location(
+                path, repo, None, MlemLink.type_folder, build, storage_options=storage_options
+            )
+        except MlemError:
+            raise exc from None
+        return None, where, exc
     if not isinstance(current, MlemLink):
         raise InvalidLinkError(f"{current.location} is a {current.object_type}, not a link")
-    return current
+    return current, current.loc, None
 
 
-def _history_of(current: MlemLink) -> list[HistoryEntry[MlemLink]]:
+def _history_of(
+    current: MlemLink | None, where: Location, missing: MlemObjectNotFound | None
+) -> list[HistoryEntry[MlemLink]]:
     def build_link(content: Mapping[str, Any], uri: str) -> MlemLink:
         obj = build(content, uri)
         if not isinstance(obj, MlemLink):
             raise InvalidLinkError(f"{uri}: records a {obj.object_type}, not a link")
         return obj
 
-    return _history.history_of(current, current._modified, current.loc, build_link)
+    if current is None and missing is not None:
+        # No alias now: only a history that remembers one makes this a removed alias.
+        try:
+            entries = _history.history_of(None, None, where, build_link)
+        except MlemRootNotFound:
+            raise missing from None
+        if all(entry.link is None for entry in entries):
+            raise missing
+        return entries
+    return _history.history_of(
+        current, None if current is None else current._modified, where, build_link
+    )
 
 
 def _resolved(link: MlemLink, at: Location) -> str | None:
@@ -401,11 +436,11 @@ def rollback(
     >>> load_meta("latest", repo=repo).model_type
     {'name': 'v1'}
     """
-    current = _current_alias(path, repo, storage_options)
+    current, where, missing = _current_alias(path, repo, storage_options)
     if isinstance(to, HistoryEntry):
         entry = to
     else:
-        entries = _history_of(current)
+        entries = _history_of(current, where, missing)
         if to is None:
             # One lookup per distinct target (a deploy job re-linking the same model a
             # hundred times leaves a hundred identical entries).
@@ -414,14 +449,18 @@ def rollback(
             def finds(link: MlemLink) -> str | None:
                 key = (link.path, link.repo, link.rev)
                 if key not in seen:
-                    seen[key] = _resolved(link, current.loc)
+                    seen[key] = _resolved(link, where)
                 return seen[key]
 
-            now = finds(current)
-            earlier = (e for e in entries[1:] if finds(e.link) != now)
+            now = None if current is None else finds(current)
+            earlier = (
+                e
+                for e in (entries if current is None else entries[1:])
+                if e.link is not None and finds(e.link) not in (now, None)
+            )
             found = next(earlier, None)
             if found is None:
-                raise InvalidLinkError(f"{current.location} has no earlier target to go back to")
+                raise InvalidLinkError(f"{where} has no earlier target to go back to")
             entry = found
         elif isinstance(to, int) and not isinstance(to, bool) and 0 <= to < len(entries):
             entry = entries[to]
@@ -429,9 +468,64 @@ def rollback(
             raise InvalidLinkError(
                 f"to= must be an index below {len(entries)} into history(), or an entry of it"
             )
+    if entry.link is None:
+        raise InvalidLinkError(
+            f"that entry of {where}'s history is a removal: use unlink() to remove the alias"
+        )
     previous = entry.link.model_copy()
-    previous._location = current.loc
+    previous._location = where
     _links.walk(previous, build)  # the old target must still resolve, from here
     previous._location = None
-    _links.write_link(previous, current.loc, build, expected=current)
+    # Compare-and-swap with the alias as read here; a removed alias is created only
+    # if nothing appeared there meanwhile.
+    _links.write_link(
+        previous, where, build, expected=Expect.ABSENT if current is None else current
+    )
     return previous
+
+
+@public
+def unlink(
+    path: str,
+    repo: str | None = None,
+    *,
+    expected: MlemLink | str | None = None,
+    storage_options: StorageOptions | None = None,
+) -> MlemLink:
+    """Remove the alias `path` (in `repo`): the link metafile that `link(..., target=path,
+    target_repo=repo)` writes, so `unlink("latest", repo=R)` removes
+    `R/.mlem/link/latest.mlem`. Returns the link that was removed.
+
+    Only a link is ever removed: a model or any other object at that name raises
+    `ObjectExistsError` and is left untouched, and a missing alias raises
+    `MlemObjectNotFound`. The deletion is conditional on the alias as read here (a model
+    written there meanwhile is never deleted); `expected` (the link as loaded earlier with
+    `follow_links=False`, or its token) makes it a compare-and-swap: `AliasChangedError`
+    if the alias changed since, and nothing is removed. The removal is recorded in the
+    alias's history; `rollback()` restores the alias as it was before it.
+
+    >>> import tempfile
+    >>> from mlemremote import MlemModel, init, link, load_meta
+    >>> from mlemremote.api import history, rollback, unlink
+    >>> repo = tempfile.mkdtemp()
+    >>> init(repo)
+    >>> _ = MlemModel().dump("rf", repo=repo, external=True)
+    >>> _ = link("rf", source_repo=repo, target="latest", target_repo=repo)
+    >>> unlink("latest", repo=repo).path
+    'rf.mlem'
+    >>> [entry.removed for entry in history("latest", repo=repo)]
+    [True, False]
+    >>> rollback("latest", repo=repo).path
+    'rf.mlem'
+    """
+    _links.check_expected(expected)  # before anything is read
+    try:
+        target = _links.target_location(
+            path, repo, None, MlemLink.type_folder, build, storage_options=storage_options
+        )
+    except ObjectExistsError as exc:
+        why = str(exc).split(": choose another name")[0].split("; choose another name")[0]
+        raise ObjectExistsError(
+            f"{path!r} does not name a link that can be removed ({why}); nothing was removed"
+        ) from None
+    return cast(MlemLink, _links.remove_link(target, build, expected=expected))

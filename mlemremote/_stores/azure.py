@@ -1,5 +1,8 @@
 """Azure Blob: ETag match conditions. Versions are refused: Azurite, the only server this
-is tested on, ignores version ids and would silently serve the current blob."""
+is tested on, ignores version ids and would silently serve the current blob.
+
+A link is removed by Delete Blob with If-Match (its ETag as just read), which Azure and
+Azurite apply atomically."""
 
 from __future__ import annotations
 
@@ -112,3 +115,30 @@ class AzureStore(AsyncStore):
                 raise WriteConflict(f"{loc} changed") from exc
             raise
         return Written(str(out["etag"]) if isinstance(out, dict) else None)
+
+    def _delete_once(self, loc: Where, expect: str) -> Written:
+        from azure.core import MatchConditions
+
+        container, name, _ = loc.fs.split_path(loc.fullpath)
+
+        async def delete() -> None:
+            client = loc.fs.service_client.get_blob_client(container=container, blob=name)
+            async with client as bc:
+                await bc.delete_blob(
+                    etag=expect, match_condition=MatchConditions.IfNotModified, retry_total=0
+                )
+
+        try:
+            self.run(loc, "delete", own_timeouts(delete))
+        except Exception as exc:
+            if missing_bucket(exc):
+                raise storage_error(loc, "delete", exc) from None
+            if code_of(exc) in ("ConditionNotMet", "BlobNotFound") or type(exc).__name__ in (
+                "ResourceModifiedError",
+                "ResourceNotFoundError",
+            ):
+                raise WriteConflict(f"{loc} changed") from exc
+            raise
+        finally:
+            loc.fs.invalidate_cache(loc.fullpath)
+        return Written(None)

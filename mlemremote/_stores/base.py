@@ -165,6 +165,42 @@ class Store:
             f"cannot write {loc}: {self.describe(loc)} has no atomic conditional writes"
         )
 
+    # -- deleting ----------------------------------------------------------------------
+    def delete(self, loc: Where, expect: str) -> Written:
+        """Delete the file if its token is still `expect`; `WriteConflict` when it is
+        not (or the file is gone). Returns the version the backend made of the deletion
+        (an S3 delete marker's VersionId), if any.
+
+        Callers read the file with its token just before, so where a backend cannot
+        make the deletion itself conditional, what is left is the instant between that
+        read and this request (each store says where). A try whose answer was lost is
+        recognised: if a retried deletion finds the file gone, it is a success.
+        """
+        if loc.read_only:
+            raise ReadOnlyLocationError(f"cannot delete {loc}: it is read-only")
+        tries = 0
+
+        def once() -> Written:
+            nonlocal tries
+            tries += 1
+            return self._delete_once(loc, expect)
+
+        try:
+            return retrying(loc, "delete", once)
+        except WriteConflict:
+            if tries > 1 and self.read(loc) is None:
+                return Written(None)
+            raise
+        except MlemError:
+            raise
+        except Exception as exc:
+            raise storage_error(loc, "delete", exc) from None
+
+    def _delete_once(self, loc: Where, expect: str) -> Written:
+        raise ReadOnlyLocationError(
+            f"cannot delete {loc}: {self.describe(loc)} has no conditional deletes"
+        )
+
     # -- versions ----------------------------------------------------------------------
     def check_versions(self, loc: Where) -> None:
         """Raise `RevisionNotSupportedError` unless `rev=` can be honoured here."""

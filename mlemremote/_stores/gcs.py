@@ -1,4 +1,9 @@
-"""GCS: ifGenerationMatch writes, generations as versions."""
+"""GCS: ifGenerationMatch writes, generations as versions.
+
+A link is removed by DELETE with ifGenerationMatch (its generation as just read), which
+GCS applies atomically. fake-gcs-server ignores that condition (and `generation`) on
+DELETE: there, the instant between the caller's read and the DELETE is unguarded.
+"""
 
 from __future__ import annotations
 
@@ -104,6 +109,25 @@ class GCSStore(AsyncStore):
             data=body,
             json_out=True,
         )
+
+    def _delete_once(self, loc: Where, expect: str) -> Written:
+        bucket, key, _ = loc.fs.split_path(loc.fullpath)
+        call = own_timeouts(loc.fs._call)
+        try:
+            self.run(
+                loc, "delete", call, "DELETE", "b/{}/o/{}", bucket, key, ifGenerationMatch=expect
+            )
+        except FileExistsError as exc:  # gcsfs: 412 Precondition Failed
+            raise WriteConflict(f"{loc} changed") from exc
+        except FileNotFoundError as exc:
+            if self._bucket_missing(loc):
+                raise BucketNotFoundError(
+                    f"cannot delete {loc}: its bucket or container does not exist"
+                ) from None
+            raise WriteConflict(f"{loc} is gone") from exc
+        finally:
+            loc.fs.invalidate_cache(loc.fullpath)
+        return Written(None)
 
     def _bucket_missing(self, loc: Where) -> bool:
         bucket = loc.fs.split_path(loc.fullpath)[0]

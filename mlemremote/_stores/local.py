@@ -29,6 +29,14 @@ sees a partial file. How it takes the name depends on what the write expects:
   file; and a process killed in that instant leaves the displaced file under the hidden
   temporary name rather than at the target (nothing is deleted).
 
+A conditional delete (removing a link) takes the same folder lock, checks the token,
+then renames the file to a hidden temporary name (`os.rename` is atomic: it takes whatever
+is at the name at that instant) and checks the token of what it took. The expected file is
+unlinked; anything else (written by a process that does not take the lock, between the
+check and the rename) is linked back to the name (`link(2)`, create-only: should a newer
+file already be there, the one taken was superseded by it and is unlinked) and the delete
+is a conflict. Readers may then, for that instant only, see no file at the name.
+
 Where the exchange is not available (not Linux or macOS, an old kernel or C library, a
 filesystem without it: EINVAL, ENOSYS, ENOTSUP), compare-and-swap falls back to the token
 check under the folder lock followed by `os.replace`. That is race-free among our own
@@ -131,6 +139,12 @@ class LocalStore(Store):
         return Written(
             compare_and_swap(path, data, expect, limit=limit, where=str(loc), budget=budget)
         )
+
+    def _delete_once(self, loc: Where, expect: str) -> Written:
+        limit = current_settings().max_metafile_bytes
+        budget = remaining(loc, "delete")
+        remove_if(loc.fullpath, expect, limit=limit, where=str(loc), budget=budget)
+        return Written(None)
 
 
 # -- reading ---------------------------------------------------------------------------
@@ -314,6 +328,43 @@ def compare_and_swap(
             if _same_file(tmp, fd):  # our new file, not exchanged (or an error on the way)
                 _remove(tmp)
             os.close(fd)  # only now: while it is open, its inode cannot be reused
+
+
+def remove_if(
+    path: str,
+    expect: str,
+    *,
+    limit: int,
+    where: str,
+    between: Between | None = None,
+    budget: float = 60.0,
+) -> None:
+    """Remove the file at `path` if it has the token `expect` (see the module's doc);
+    `WriteConflict` when it does not (or is gone), `NotAFileError` when something that
+    is not a file is there. `between` is called between the steps ("locked", "moved")."""
+    step = between or (lambda name: None)
+    folder = os.path.dirname(path)
+    if not os.path.isdir(folder):
+        raise WriteConflict(f"{where} is gone")
+    with _folder_lock(folder, budget, where):
+        refuse_non_file(path, where)
+        if token_of(path, limit, strict=True, where=where) != expect:
+            raise WriteConflict(f"{where} changed")
+        step("locked")
+        tmp = os.path.join(folder, f".{posixpath.basename(path)}.removed.{os.urandom(6).hex()}")
+        try:
+            os.rename(path, tmp)  # the entry itself (a symlink, not the file behind it)
+        except FileNotFoundError:
+            raise WriteConflict(f"{where} was removed") from None
+        step("moved")
+        if token_of(tmp, limit) == expect:
+            os.unlink(tmp)
+            return
+        # Written by another process between our check and the rename: it goes back.
+        with contextlib.suppress(FileExistsError):
+            os.link(tmp, path, follow_symlinks=False)
+        os.unlink(tmp)
+        raise WriteConflict(f"{where} changed")
 
 
 def _settle(

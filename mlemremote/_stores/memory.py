@@ -1,7 +1,7 @@
 """fsspec's in-process memory filesystem.
 
-Every write to it passes through this process, so compare-and-swap is exact under one
-lock: the token is a write counter plus a content hash.
+Every write to it passes through this process, so compare-and-swap (and a conditional
+delete) is exact under one lock: the token is a write counter plus a content hash.
 """
 
 from __future__ import annotations
@@ -64,3 +64,16 @@ class MemoryStore(Store):
                 raise WriteConflict(f"{loc} exists") from exc
             self._writes[key] = self._writes.get(key, 0) + 1
             return Written(self._token(loc, data))
+
+    def _delete_once(self, loc: Where, expect: str) -> Written:
+        key = (type(loc.fs), loc.fullpath)
+        with self._lock:
+            try:
+                current = bytes(loc.fs.cat_file(loc.fullpath))
+            except FileNotFoundError:
+                raise WriteConflict(f"{loc} is gone") from None
+            if self._token(loc, current) != expect:
+                raise WriteConflict(f"{loc} changed")
+            loc.fs.rm_file(loc.fullpath)
+            self._writes[key] = self._writes.get(key, 0) + 1  # a new file: a new token
+            return Written(None)

@@ -1,4 +1,10 @@
-"""S3 (AWS, MinIO, moto, SeaweedFS): If-Match / If-None-Match writes, VersionId versions."""
+"""S3 (AWS, MinIO, moto, SeaweedFS): If-Match / If-None-Match writes, VersionId versions.
+
+A link is removed by DeleteObject with If-Match (its ETag as just read): AWS, moto and
+SeaweedFS apply the condition atomically (412 otherwise). A server that ignored it would
+leave the instant between the caller's read and the DELETE unguarded; on a versioned
+bucket the deletion only adds a delete marker, so nothing is lost even then.
+"""
 
 from __future__ import annotations
 
@@ -70,6 +76,24 @@ class S3Store(AsyncStore):
         version = resp.get("VersionId") if isinstance(resp, dict) else None
         token = resp.get("ETag") if isinstance(resp, dict) else None
         return Written(token, None if version in (None, "null") else version)
+
+    def _delete_once(self, loc: Where, expect: str) -> Written:
+        bucket, key, _ = loc.fs.split_path(loc.fullpath)
+        try:
+            call = own_timeouts(loc.fs._call_s3)
+            resp = self.run(
+                loc, "delete", call, "delete_object", Bucket=bucket, Key=key, IfMatch=expect
+            )
+        except OSError as exc:
+            if missing_bucket(exc):
+                raise storage_error(loc, "delete", exc) from None
+            if isinstance(exc, FileNotFoundError) or precondition_failed(exc):
+                raise WriteConflict(f"{loc} changed") from exc
+            raise
+        finally:
+            loc.fs.invalidate_cache(loc.fullpath)
+        version = resp.get("VersionId") if isinstance(resp, dict) else None
+        return Written(None, None if version in (None, "null") else version)
 
     def check_versions(self, loc: Where) -> None:
         return None  # a bucket without versioning answers "no such version"

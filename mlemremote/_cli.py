@@ -414,8 +414,8 @@ def _target_of(link: Any) -> str | None:
 
 @app.command()
 def unlink(
-    path: str,
-    repo: Annotated[str | None, typer.Option("--repo")] = None,
+    path: Annotated[str, typer.Argument(help="The alias: a path, URI, or a name in --repo.")],
+    repo: Repo = None,
     expected: Annotated[
         str | None,
         typer.Option(
@@ -457,8 +457,8 @@ def _history_row(index: int, entry: Any) -> dict[str, Any]:
 
 @app.command()
 def history(
-    path: str,
-    repo: Annotated[str | None, typer.Option("--repo")] = None,
+    path: Annotated[str, typer.Argument(help="The alias: a path, URI, or a name in --repo.")],
+    repo: Repo = None,
     storage_option: StorageOptions = None,
     json_out: Json = False,
     verbose: Verbose = False,
@@ -482,8 +482,8 @@ def history(
 
 @app.command()
 def rollback(
-    path: str,
-    repo: Annotated[str | None, typer.Option("--repo")] = None,
+    path: Annotated[str, typer.Argument(help="The alias: a path, URI, or a name in --repo.")],
+    repo: Repo = None,
     to: Annotated[
         int | None,
         typer.Option(

@@ -21,10 +21,11 @@ from typing import Any, TypeVar
 
 from mlemremote import _links
 from mlemremote._foreign import to_mlem_error
-from mlemremote._location import Location, anchor_remotes, resolve
+from mlemremote._location import Location, anchor_remotes, require_bucket, resolve
 from mlemremote._paths import HISTORY_PREFIX, MLEM_DIR, MLEM_EXT, is_inside, join, relpath
 from mlemremote._stores import read_many, store_for
 from mlemremote.core.errors import (
+    BucketNotFoundError,
     InvalidArgumentError,
     InvalidLinkError,
     LinkChainTooLongError,
@@ -144,7 +145,12 @@ def load_many(
 
 def metafiles_under(loc: Location) -> list[Location]:
     """Every metafile below `loc` (one listing), leaving out the history log."""
-    files = store_for(loc).listing(loc)
+    store = store_for(loc)
+    files = store.listing(loc)
+    if not files:  # a typo must not read as an empty repo
+        require_bucket(loc, "list")
+        if not store.folder_exists(loc):
+            raise MlemObjectNotFound(f"no such folder or prefix: {loc}")
     return [
         loc.sibling(path)
         for path in sorted(files)
@@ -274,6 +280,7 @@ _STATUS: list[tuple[type[MlemError], str]] = [
     (LinkChainTooLongError, "cycle"),
     (WrongMetaType, "type-mismatch"),
     (MlemObjectNotFound, "dangling"),
+    (BucketNotFoundError, "dangling"),
     (InvalidLinkError, "invalid"),
     (MlemError, "invalid"),
 ]

@@ -4,6 +4,7 @@ that `mlemremote --help` loads neither pydantic nor any cloud SDK."""
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import traceback
 from collections.abc import Callable
@@ -107,6 +108,9 @@ def _run(verbose: bool, action: Callable[[], T], *, bulk: bool = False) -> T:
     from mlemremote._redact import redact
     from mlemremote.core.errors import MlemError
 
+    if not verbose:  # the SDKs log what they give up on (tracebacks): ours is the one line
+        for name in ("gcsfs", "adlfs", "azure", "aiobotocore", "botocore", "s3fs", "fsspec"):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
     try:
         with scope("the command", bulk=bulk):
             return action()

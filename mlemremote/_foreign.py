@@ -164,8 +164,10 @@ def storage_error(where: Named, verb: str, exc: BaseException) -> StorageError:
     a traceback then shows only our redacted message, never a URL with a signature.
     """
     if missing_bucket(exc):
+        text = str(where)
+        name = text.split("://", 1)[1].split("/", 1)[0] if "://" in text else ""
         error: StorageError = BucketNotFoundError(
-            f"cannot {verb} {where}: its bucket or container does not exist"
+            f"cannot {verb} {where}: the bucket or container {name!r} does not exist"
         )
     else:
         kind = "transient fault, retries exhausted" if is_transient(exc) else type(exc).__name__
@@ -177,7 +179,12 @@ def storage_error(where: Named, verb: str, exc: BaseException) -> StorageError:
 def _text(exc: BaseException) -> str:
     """An exception's message on one line, shortened: SDKs put whole XML bodies and
     tracebacks in theirs."""
-    text = " ".join(str(exc).split()) or type(exc).__name__
+    raw = str(exc)
+    for marker in ("\nContent:", "<?xml"):  # azure-core appends the whole XML error body
+        if (cut := raw.find(marker)) > 0:
+            raw = raw[:cut]
+    kept = [ln for ln in raw.splitlines() if not ln.startswith(("RequestId:", "Time:"))]
+    text = " ".join(" ".join(kept).split()) or type(exc).__name__
     return text if len(text) <= 300 else text[:297] + "..."
 
 

@@ -27,6 +27,7 @@ from mlemremote._location import (
     at_revision,
     confined,
     is_repo_root,
+    require_bucket,
     resolve,
     single_flight,
 )
@@ -303,6 +304,7 @@ def find_meta(
         if isinstance(hits[0][1], MlemError):
             raise hits[0][1]
         return cast(ObjT, hits[0][1])
+    require_bucket(direct)  # a mistyped bucket is named as such, not as a missing file
     raise MlemObjectNotFound(f"no MLEM object at {loc}", tried)
 
 
@@ -809,6 +811,7 @@ def require_repo(repo_loc: Location) -> None:
     """Raise `MlemRootNotFound` unless `repo_loc` holds `.mlem/config.yaml` (one GET)."""
     config = repo_loc.sibling(join(repo_loc.fullpath, MLEM_DIR, CONFIG_FILE), repo=None)
     if read_bytes(config) is None:
+        require_bucket(config)
         raise MlemRootNotFound(f"{repo_loc} is not a repo: {config} is missing (run init)")
 
 

@@ -34,8 +34,10 @@ from mlemremote._policy import refuse_secrets
 from mlemremote._redact import remember
 from mlemremote._remotes import Remotes
 from mlemremote._remotes import current as current_remotes
+from mlemremote._settings import current as current_settings
 from mlemremote._stores import git, read_bytes, store_for
 from mlemremote.core.errors import (
+    BucketNotFoundError,
     InvalidArgumentError,
     InvalidLinkError,
     RevisionNotFound,
@@ -198,7 +200,7 @@ def filesystem(scheme: str, storage_options: Mapping[str, Any] | None) -> Abstra
     for protocol in _protocols(cls):
         remember(fsspec.config.conf.get(protocol))
     try:
-        return fsspec.filesystem(scheme, **dict(storage_options or {}))
+        return fsspec.filesystem(scheme, **_with_connect_timeout(cls, storage_options))
     except Exception as exc:
         # A missing or malformed setting (no Azure account, a bad connection string or
         # service-account dict, an option the backend does not take): say which scheme.
@@ -207,6 +209,34 @@ def filesystem(scheme: str, storage_options: Mapping[str, Any] | None) -> Abstra
             f"cannot open {scheme}:// with the settings given (storage options, remotes, "
             f"fsspec configuration, environment): {cause}"
         ) from None
+
+
+def _with_connect_timeout(
+    cls: type[AbstractFileSystem], storage_options: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """`storage_options` with the `connect_timeout` setting added where the backend takes
+    one (S3: botocore's `connect_timeout`; GCS: aiohttp's `sock_connect`; Azure:
+    azure-core's `connection_timeout`). A value the caller or fsspec's configuration
+    gives for it is kept."""
+    options = dict(storage_options or {})
+    given: dict[str, Any] = {}
+    for protocol in _protocols(cls):
+        given.update(fsspec.config.conf.get(protocol) or {})
+    given.update(options)
+    seconds = current_settings().connect_timeout
+    protocols = set(_protocols(cls))
+    if "s3" in protocols:
+        config = given.get("config_kwargs")
+        config = dict(config) if isinstance(config, Mapping) else {}
+        if config.get("connect_timeout") is None:
+            options["config_kwargs"] = {**config, "connect_timeout": seconds}
+    elif "gs" in protocols and given.get("requests_timeout") is None:
+        import aiohttp
+
+        options["requests_timeout"] = aiohttp.ClientTimeout(sock_connect=seconds)
+    elif protocols & {"abfs", "az"} and given.get("connection_timeout") is None:
+        options["connection_timeout"] = seconds
+    return options
 
 
 def resolve(
@@ -513,6 +543,20 @@ def is_repo_root(loc: Location, folder: str) -> bool:
     config = loc.sibling(join(folder, MLEM_DIR, CONFIG_FILE), repo=None)
     key = f"{config}|{id(loc.fs)}"
     return bool(single_flight(_probes.get(), key, lambda: read_bytes(config) is not None))
+
+
+def require_bucket(loc: Location, verb: str = "read") -> None:
+    """Raise `BucketNotFoundError` when the bucket (container) of `loc` does not exist:
+    asked where a miss could be a mistyped bucket (one request per bucket and call, on
+    object stores only; some servers answer a missing bucket as a missing file)."""
+    if loc.git_root is not None:
+        return
+    store = store_for(loc)
+    key = f"bucket|{loc.scheme}://{loc.bucket}|{id(loc.fs)}"
+    if not single_flight(_probes.get(), key, lambda: store.bucket_exists(loc)):
+        raise BucketNotFoundError(
+            f"cannot {verb} {loc}: the {store.bucket_word} {loc.bucket!r} does not exist"
+        )
 
 
 def _find_repo(loc: Location) -> str | None:

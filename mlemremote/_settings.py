@@ -25,6 +25,9 @@ class Settings:
     retry_max_seconds: float = 60.0  # the time budget of one call: retries and slow bodies
     retry_initial_wait: float = 0.2  # first backoff; doubles, with full jitter
     retry_max_wait: float = 10.0  # longest single backoff
+    # Seconds to wait for a TCP connection to a server (each try): a stopped or
+    # unreachable endpoint fails within about connect_timeout x retry_attempts.
+    connect_timeout: float = 5.0
     max_metafile_bytes: int = 1 << 20  # larger metafiles are refused, not read
     link_schemes: frozenset[str] = DEFAULT_LINK_SCHEMES
     # A link stored on a remote backend may name a local path (or file://) only if True.
@@ -41,6 +44,7 @@ class Settings:
 _ENV = {
     "retry_attempts": "MLEMREMOTE_RETRY_ATTEMPTS",
     "retry_max_seconds": "MLEMREMOTE_RETRY_MAX_SECONDS",
+    "connect_timeout": "MLEMREMOTE_CONNECT_TIMEOUT",
     "max_metafile_bytes": "MLEMREMOTE_MAX_METAFILE_BYTES",
     "git_max_transfer_bytes": "MLEMREMOTE_GIT_MAX_TRANSFER_BYTES",
     "git_cache_max_bytes": "MLEMREMOTE_GIT_CACHE_MAX_BYTES",
@@ -72,6 +76,7 @@ def _checked(settings: Settings) -> Settings:
         "retry_max_seconds": (float, 0),
         "retry_initial_wait": (float, 0),
         "retry_max_wait": (float, 0),
+        "connect_timeout": (float, 0),
     }
     for name, (kind, least) in numbers.items():
         value = getattr(settings, name)
@@ -83,6 +88,8 @@ def _checked(settings: Settings) -> Settings:
             raise SettingsError(f"{name} must be at least {least} and finite, not {value!r}")
     if settings.retry_max_seconds <= 0:
         raise SettingsError("retry_max_seconds must be more than 0")
+    if settings.connect_timeout <= 0:
+        raise SettingsError("connect_timeout must be more than 0")
     if not isinstance(settings.allow_local_links, bool):
         raise SettingsError("allow_local_links must be True or False")
     for name in ("link_schemes", "allowed_hosts"):

@@ -75,6 +75,7 @@ def _drop(http: Any) -> None:
 
 class AzureStore(AsyncStore):
     kind = "Azure Blob"
+    bucket_word = "container"
 
     def describe(self, loc: Where) -> str:
         return "Azure Blob (blob versions are not supported yet)"
@@ -89,6 +90,11 @@ class AzureStore(AsyncStore):
             assert got is not None
             headers, data = got
             return Blob(data, str(headers["ETag"]), modified=headers.get("Last-Modified"))
+
+    async def _bucket_exists(self, loc: Where) -> bool:
+        container = loc.fs.split_path(loc.fullpath)[0]
+        async with loc.fs.service_client.get_container_client(container) as cc:
+            return bool(await cc.exists(retry_total=0, **getattr(loc.fs, "_timeout_kwargs", {})))
 
     def _write_once(self, loc: Where, data: bytes, expect: Expected) -> Written:
         from azure.core import MatchConditions

@@ -231,6 +231,20 @@ class Store:
                 return []
             raise storage_error(loc, "list", exc) from None
 
+    bucket_word = "bucket"  # what the top folder is called in messages
+
+    def bucket_exists(self, loc: Where) -> bool:
+        """Does the bucket (container) of `loc` exist? True where there are none, and
+        when the answer is not known (a refused or failed look-up)."""
+        return True
+
+    def folder_exists(self, loc: Where) -> bool:
+        """Asked when a listing of `loc` found nothing: is it an (empty) folder?"""
+        try:
+            return bool(loc.fs.isdir(loc.fullpath))
+        except Exception:
+            return False
+
     def listing(self, loc: Where) -> list[str]:
         """Every file below `loc` (full paths), or [] when there is nothing."""
         try:
@@ -355,6 +369,26 @@ class AsyncStore(Store):
                 return []
             raise storage_error(loc, "list", exc) from None
         return [str(p) for p in (found.keys() if isinstance(found, dict) else found)]
+
+    def bucket_exists(self, loc: Where) -> bool:
+        try:
+            return bool(
+                retrying(
+                    loc,
+                    "look up the bucket of",
+                    lambda: self.run(loc, "look up the bucket of", self._bucket_exists, loc),
+                )
+            )
+        except Exception:
+            return True  # not known: the error that led here stands
+
+    async def _bucket_exists(self, loc: Where) -> bool:
+        return True
+
+    def folder_exists(self, loc: Where) -> bool:
+        # Folders are key prefixes: with no key below it, only a bucket's root exists.
+        key = loc.fs.split_path(loc.fullpath)[1]
+        return not key.strip("/") and self.bucket_exists(loc)
 
     def entries(self, loc: Where) -> list[str]:
         try:

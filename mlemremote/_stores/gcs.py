@@ -77,8 +77,9 @@ class GCSStore(AsyncStore):
             raise WriteConflict(f"{loc} changed") from exc
         except FileNotFoundError as exc:  # 404 to an upload: the bucket is not there
             if self._bucket_missing(loc):
+                bucket = loc.fs.split_path(loc.fullpath)[0]
                 raise BucketNotFoundError(
-                    f"cannot write {loc}: its bucket or container does not exist"
+                    f"cannot write {loc}: the bucket {bucket!r} does not exist"
                 ) from None
             raise WriteConflict(f"{loc} is gone") from exc
         generation = str(out["generation"]) if isinstance(out, dict) else None
@@ -130,14 +131,14 @@ class GCSStore(AsyncStore):
         return Written(None)
 
     def _bucket_missing(self, loc: Where) -> bool:
-        bucket = loc.fs.split_path(loc.fullpath)[0]
+        return not self.bucket_exists(loc)
+
+    async def _bucket_exists(self, loc: Where) -> bool:
         try:
-            self.run(loc, "look up the bucket of", loc.fs._call, "GET", "b/{}", bucket)
+            await loc.fs._call("GET", "b/{}", loc.fs.split_path(loc.fullpath)[0])
         except FileNotFoundError:
-            return True
-        except Exception:
             return False
-        return False
+        return True
 
     def check_versions(self, loc: Where) -> None:
         return None  # an unknown generation reads as missing

@@ -839,7 +839,10 @@ class _Transfer:
                 connector=checked_connector(True, self.limit),
                 trust_env=False,  # no proxies or .netrc credentials from the environment
                 cookie_jar=aiohttp.DummyCookieJar(),
-                timeout=aiohttp.ClientTimeout(total=None),  # the call's budget bounds it
+                # The call's budget bounds the whole; connecting has its own limit.
+                timeout=aiohttp.ClientTimeout(
+                    total=None, sock_connect=current_settings().connect_timeout
+                ),
             )
         target = yarl.URL(url)
         start = url_origin(self.start)

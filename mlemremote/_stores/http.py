@@ -34,6 +34,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from mlemremote import _policy
+from mlemremote._settings import current as current_settings
 from mlemremote._stores.base import (
     AsyncStore,
     Blob,
@@ -96,7 +97,10 @@ class HTTPStore(AsyncStore):
             trust_env=False,  # no proxies or .netrc credentials from the environment
             cookie_jar=aiohttp.DummyCookieJar(),
             auto_decompress=False,  # the cap counts what arrives, not what it inflates to
-            timeout=aiohttp.ClientTimeout(total=None),  # the call's budget bounds it
+            # The call's budget bounds the whole; connecting has its own limit.
+            timeout=aiohttp.ClientTimeout(
+                total=None, sock_connect=current_settings().connect_timeout
+            ),
             read_bufsize=READ_BUFFER,
         ) as session:
             for _hop in range(MAX_REDIRECTS + 1):

@@ -54,6 +54,13 @@ class S3Store(AsyncStore):
         version = None if version in (None, "null") else version
         return Blob(data, str(resp["ETag"]), version, resp.get("LastModified"))
 
+    async def _bucket_exists(self, loc: Where) -> bool:
+        try:
+            await loc.fs._call_s3("head_bucket", Bucket=loc.fs.split_path(loc.fullpath)[0])
+        except FileNotFoundError:
+            return False
+        return True
+
     def _write_once(self, loc: Where, data: bytes, expect: Expected) -> Written:
         if expect is Expect.ANY:
             conditions = {}

@@ -51,12 +51,7 @@ class MemoryStore(Store):
         key = (type(loc.fs), loc.fullpath)
         with self._lock:
             if isinstance(expect, str):
-                try:
-                    current = bytes(loc.fs.cat_file(loc.fullpath))
-                except FileNotFoundError:
-                    raise WriteConflict(f"{loc} is gone") from None
-                if self._token(loc, current) != expect:
-                    raise WriteConflict(f"{loc} changed")
+                self._holds(loc, expect)
             try:
                 mode = "create" if expect is Expect.ABSENT else "overwrite"
                 loc.fs.pipe_file(loc.fullpath, data, mode=mode)
@@ -65,15 +60,19 @@ class MemoryStore(Store):
             self._writes[key] = self._writes.get(key, 0) + 1
             return Written(self._token(loc, data))
 
+    def _holds(self, loc: Where, expect: str) -> None:
+        """`WriteConflict` unless the file is there with the token `expect` (under the lock)."""
+        try:
+            current = bytes(loc.fs.cat_file(loc.fullpath))
+        except FileNotFoundError:
+            raise WriteConflict(f"{loc} is gone") from None
+        if self._token(loc, current) != expect:
+            raise WriteConflict(f"{loc} changed")
+
     def _delete_once(self, loc: Where, expect: str) -> Written:
         key = (type(loc.fs), loc.fullpath)
         with self._lock:
-            try:
-                current = bytes(loc.fs.cat_file(loc.fullpath))
-            except FileNotFoundError:
-                raise WriteConflict(f"{loc} is gone") from None
-            if self._token(loc, current) != expect:
-                raise WriteConflict(f"{loc} changed")
+            self._holds(loc, expect)
             loc.fs.rm_file(loc.fullpath)
             self._writes[key] = self._writes.get(key, 0) + 1  # a new file: a new token
             return Written(None)

@@ -147,6 +147,10 @@ def metafiles_under(loc: Location) -> list[Location]:
     """Every metafile below `loc` (one listing), leaving out the history log."""
     store = store_for(loc)
     files = store.listing(loc)
+    if [f.rstrip("/") for f in files] == [loc.fullpath.rstrip("/")]:
+        # (`find` on a file names the file: a typo such as `check repo/.mlem/config.yaml`
+        # must not pass as a folder without links)
+        raise InvalidArgumentError(f"{loc} is a file, not a folder or prefix")
     if not files:  # a typo must not read as an empty repo
         require_bucket(loc, "list")
         if not store.folder_exists(loc):

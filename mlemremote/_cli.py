@@ -216,7 +216,8 @@ def link(
     if json_out:
         typer.echo(json.dumps({"uri": str(made.location), **made.to_dict()}, indent=2))
         return
-    typer.echo(f"{made.location} -> {made.path}" + (f" in {made.repo}" if made.repo else ""))
+    at = f" @ {made.rev}" if made.rev else ""
+    typer.echo(f"{made.location} -> {made.path}" + (f" in {made.repo}" if made.repo else "") + at)
 
 
 @app.command()
@@ -325,6 +326,9 @@ def ls(
     typer.echo(_count(len(rows), "entry", "entries"))
 
 
+app.command("list", hidden=True, help="The same as `ls` (MLEM's name for it).")(ls)
+
+
 def _alias(name: str) -> str:
     """A metafile's name in its repo as MLEM names it: `.mlem/link/latest.mlem` -> `latest`."""
     stem = name[: -len(".mlem")] if name.endswith(".mlem") else name
@@ -336,9 +340,9 @@ def _shorter(target: str, uri: str, name: str) -> str:
     """`target` relative to the repo of the metafile `uri` (named `name` in it) when it is
     inside that repo, as an alias name; else the whole URI."""
     root = uri[: -len(name)] if uri.endswith(name) else None
-    if root and target.startswith(root):
+    if root and target.startswith(root) and "@" not in target[len(root) :]:
         return _alias(target[len(root) :])
-    return target
+    return target  # (elsewhere, or at a revision: the whole URI, `@rev` included)
 
 
 def _count(number: int, one: str, many: str) -> str:

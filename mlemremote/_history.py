@@ -104,6 +104,17 @@ def history_folder(target: Location) -> Location | None:
     return target.sibling(join(repo, HISTORY_PREFIX, key), repo=repo)
 
 
+def has_log(target: Location) -> bool:
+    """Does the link at `target` have a log of moves (one listing)?"""
+    folder = history_folder(target)
+    if folder is None:
+        return False
+    try:
+        return any(p.endswith(".yaml") for p in store_for(folder).entries(folder))
+    except MlemError:
+        return False
+
+
 def log_move(
     link: LinkLike,
     target: Location,

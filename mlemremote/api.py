@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
@@ -362,13 +363,24 @@ def _current_alias(
     except MlemObjectNotFound as exc:
         if type(exc) is not MlemObjectNotFound:
             raise
-        try:
-            where = _links.target_location(
-                path, repo, None, MlemLink.type_folder, build, storage_options=storage_options
-            )
-        except MlemError:
+        places: list[Location] = []
+        for external in (None, True):  # in .mlem/link/, or where `link -e` wrote it
+            with contextlib.suppress(MlemError):
+                places.append(
+                    _links.target_location(
+                        path,
+                        repo,
+                        external,
+                        MlemLink.type_folder,
+                        build,
+                        storage_options=storage_options,
+                    )
+                )
+        if not places:
             raise exc from None
-        return None, where, exc
+        # (The place whose history remembers the alias: an external alias's log is its own.)
+        remembered = [p for p in places if _history.has_log(p)]
+        return None, (remembered or places)[0], exc
     if not isinstance(current, MlemLink):
         raise InvalidLinkError(f"{current.location} is a {current.object_type}, not a link")
     return current, current.loc, None

@@ -108,3 +108,24 @@ def test_show_prints_the_object_and_link_json_what_was_written(backend: Backend)
         "model_type": {"v": 1},
         "object_type": "model",
     }
+
+
+def test_ls_and_check_refuse_a_file_and_show_revisions(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    init(str(repo))
+    MlemModel().dump("rf", repo=str(repo))
+    for command in ("ls", "check"):
+        done = here(tmp_path, command, str(repo / ".mlem" / "config.yaml"))
+        assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+        assert "is a file, not a folder or prefix" in done.stderr
+    from conftest import git
+
+    git(str(repo), "init", "-q", "-b", "main")
+    git(str(repo), "add", "-A")
+    git(str(repo), "commit", "-qm", "rf")
+    made = here(tmp_path, "link", "rf", "pinned", "--sr", "repo", "--tr", "repo", "--pin")
+    assert made.returncode == 0, made.stderr
+    sha = git(str(repo), "rev-parse", "HEAD")
+    assert made.stdout.strip().endswith(f"@ {sha}")
+    listed = here(repo, "list").stdout  # (MLEM's name for ls)
+    assert f"rf.mlem@{sha}" in listed and "-> rf\n" not in listed

@@ -118,18 +118,23 @@ def s3_counted(
 ) -> Iterator[tuple[Backend, list[str]]]:
     if request.param not in endpoints.s3:
         pytest.fail(f"S3 server {request.param} is not configured")
+    from mlemremote._location import filesystem
+
     backend = other_backend(f"s3-{request.param}")
     sent: list[str] = []
-    backend.fs.connect()
+    # The filesystem the library makes for these options (with its connect timeout):
+    # fsspec hands the same instance to every call, so its client sees every request.
+    fs = filesystem("s3", backend.storage_options)
+    fs.connect()
 
     def hook(request: Any, **_: Any) -> None:
         sent.append(f"{request.method} {request.url.split('?')[0].rsplit('/', 2)[-1]}")
 
-    backend.fs.s3.meta.events.register("before-send.s3", hook)
+    fs.s3.meta.events.register("before-send.s3", hook)
     try:
         yield backend, sent
     finally:
-        backend.fs.s3.meta.events.unregister("before-send.s3", hook)
+        fs.s3.meta.events.unregister("before-send.s3", hook)
 
 
 @pytest.mark.backends("s3")

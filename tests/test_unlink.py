@@ -5,6 +5,7 @@ history and undone by `rollback`) on every backend, and `unlink`, `history` and
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -166,3 +167,21 @@ def test_cli_unlink_history_rollback(backend: Backend) -> None:
     assert removal.returncode == 2 and "unlink" in removal.stderr
     nothing = cli("history", "nothing", "--repo", repo, *o)
     assert nothing.returncode == 2 and nothing.stderr.startswith("error: ")
+
+
+def test_an_external_alias_keeps_its_history_after_unlink(tmp_path: Path) -> None:
+    """`link -e` writes `R/ext.mlem`, logged under `.mlem/history/external/`: after the
+    alias is gone, history and rollback look there too."""
+    repo = str(tmp_path / "r")
+    init(repo)
+    for version in ("v1", "v2"):
+        MlemModel(model_type={"v": version}).dump(version, repo=repo)
+        link(version, source_repo=repo, target="ext", target_repo=repo, external=True)
+    unlink("ext", repo=repo)
+    entries = history("ext", repo=repo)
+    assert entries[0].removed and [e.link.path for e in entries[1:] if e.link] == [
+        ".mlem/model/v2.mlem",
+        ".mlem/model/v1.mlem",
+    ]
+    assert rollback("ext", repo=repo).path == ".mlem/model/v2.mlem"
+    assert (tmp_path / "r" / "ext.mlem").exists()

@@ -3,13 +3,16 @@ that `mlemremote --help` loads neither pydantic nor any cloud SDK."""
 
 from __future__ import annotations
 
+import contextlib
+import enum
 import json
 import logging
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
+import click
 import typer
 
 if TYPE_CHECKING:
@@ -34,16 +37,46 @@ def _version(value: bool) -> None:
         raise typer.Exit(0)
 
 
-@app.callback()
+@app.callback(context_settings={"help_option_names": ["-h", "--help"]})
 def _main(
+    ctx: typer.Context,
     version: Annotated[
         bool,
         typer.Option(
             "--version", callback=_version, is_eager=True, help="Print the version and exit."
         ),
     ] = False,
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose", "-v", help="Show tracebacks and the SDKs' logs on errors (any command)."
+        ),
+    ] = False,
 ) -> None:
     """MLEM-compatible links to ML models on local disk, S3, GCS, Azure Blob and git."""
+    ctx.obj = {"verbose": verbose}
+
+
+def _verbose_anywhere(verbose: bool) -> bool:
+    """`-v` given to the command, or before it (`mlemremote -v ls`, as `mlem -v ls`)."""
+    ctx = click.get_current_context(silent=True)
+    root = ctx.find_root().obj if ctx is not None else None
+    return verbose or bool(isinstance(root, dict) and root.get("verbose"))
+
+
+@contextlib.contextmanager
+def _progress(show: bool, total: int, label: str) -> Iterator[Any]:
+    """A progress bar on stderr when it is a terminal; else nothing is drawn."""
+    if not show:
+        yield _NoBar()
+        return
+    with typer.progressbar(length=total, label=label, file=sys.stderr) as bar:
+        yield bar
+
+
+class _NoBar:
+    def update(self, steps: int) -> None:
+        pass
 
 
 StorageOptions = Annotated[
@@ -108,6 +141,7 @@ def _run(verbose: bool, action: Callable[[], T], *, bulk: bool = False) -> T:
     from mlemremote._redact import redact
     from mlemremote.core.errors import MlemError
 
+    verbose = _verbose_anywhere(verbose)
     if not verbose:  # the SDKs log what they give up on (tracebacks): ours is the one line
         for name in ("gcsfs", "adlfs", "azure", "aiobotocore", "botocore", "s3fs", "fsspec"):
             logging.getLogger(name).setLevel(logging.CRITICAL)
@@ -213,8 +247,10 @@ def link(
             pin=pin,
         ),
     )
+    _note_no_history(made.location, "`history` and `rollback` will not know this move")
     if json_out:
-        typer.echo(json.dumps({"uri": str(made.location), **made.to_dict()}, indent=2))
+        row = {"uri": str(made.location), "token": made.token, **made.to_dict()}
+        typer.echo(json.dumps(row, indent=2))
         return
     at = f" @ {made.rev}" if made.rev else ""
     typer.echo(f"{made.location} -> {made.path}" + (f" in {made.repo}" if made.repo else "") + at)
@@ -253,6 +289,7 @@ def show(
             "object_type": obj.object_type,
             "uri": str(obj.location),
             **_pointer(obj),
+            "token": obj.token,
             "content": obj.to_dict(),
         }
         for i, obj in enumerate(chain)
@@ -274,45 +311,66 @@ def _pointer(obj: Any) -> dict[str, Any]:
     return {"points_to": target + (f" @ {obj.rev}" if obj.rev else ""), "link_type": obj.link_type}
 
 
+class ObjectType(str, enum.Enum):
+    """MLEM's `ls -t` choices (and `data`, MLEM's newer name for dataset)."""
+
+    all = "all"
+    link = "link"
+    model = "model"
+    dataset = "dataset"
+    data = "data"
+    env = "env"
+    deployment = "deployment"
+    packager = "packager"
+
+
 @app.command("ls")
 def ls(
     repo: Annotated[
         str | None, typer.Argument(help="The repo (default: the one around the current folder).")
     ] = None,
+    type_filter: Annotated[
+        ObjectType,
+        typer.Option("--type", "-t", help="List only objects of this type (as `mlem ls -t`)."),
+    ] = ObjectType.all,
+    links: Annotated[
+        bool,
+        typer.Option(
+            "--links/--no-links", "+l/-l", help="Include links (default) or leave them out."
+        ),
+    ] = True,
     rev: Rev = None,
     storage_option: StorageOptions = None,
     json_out: Json = False,
     verbose: Verbose = False,
 ) -> None:
     """List the aliases and objects in REPO (any backend): each alias by name, with what it
-    finally leads to (`latest -> models/rf`)."""
+    finally leads to (`latest -> models/rf`); names that cannot reach their metafile are
+    marked shadowed or ambiguous, as `check` marks them."""
     from mlemremote import _bulk
-    from mlemremote.core.errors import MlemError
-    from mlemremote.core.objects import MlemLink
 
     options = parse_storage_options(storage_option)
+    tty = sys.stderr.isatty() and not json_out
+    entries: list[_bulk.Entry] = []
 
-    def run() -> tuple[list[tuple[str, Any]], dict[str, Any]]:
-        entries = _bulk.list_repo(repo or _repo_here(), rev=rev, storage_options=options)
-        links = [o for _, o in entries if isinstance(o, MlemLink)]
-        finals = _bulk.final_targets(links)
-        return entries, {str(o.location): f for o, f in zip(links, finals, strict=True)}
+    def run() -> _bulk.Survey:
+        found = _bulk.survey(repo or _repo_here(), rev=rev, storage_options=options, repo_only=True)
+        with _progress(tty, found.total, "listing") as bar:
+            for _, entry in found.entries:
+                entries.append(entry)
+                bar.update(1)
+        return found
 
-    entries, finals = _run(verbose, run, bulk=True)
-    rows: list[dict[str, Any]] = []
-    for name, obj in entries:
-        if isinstance(obj, MlemError):
-            rows.append({"name": name, "alias": _alias(name), "object_type": "invalid"})
-            rows[-1]["error"] = str(obj)
-            continue
-        row = {"name": name, "alias": _alias(name), "object_type": obj.object_type}
-        row |= {"uri": str(obj.location), **_pointer(obj)}
-        final = finals.get(str(obj.location))
-        if isinstance(final, MlemError):
-            row["error"] = str(final)
-        elif final is not None:
-            row["target"] = str(final)
-        rows.append(row)
+    found = _run(verbose, run, bulk=True)
+    kind = type_filter.value
+    wanted = {"dataset", "data"} if kind in ("dataset", "data") else {kind}
+    rows = [
+        row
+        for row in (_ls_row(entry, found) for entry in sorted(entries, key=lambda e: e.name))
+        if row is not None
+        and (row["object_type"] != "link" or links)
+        and (kind == "all" or row["object_type"] in wanted)
+    ]
     if json_out:
         typer.echo(json.dumps(rows, indent=2))
         return
@@ -320,10 +378,33 @@ def ls(
     for row in rows:
         if "target" in row:
             detail = f"-> {_shorter(row['target'], row['uri'], row['name'])}"
+        elif "detail" in row:
+            detail = f"!! {row['status']}: {_one_line(row['detail'])}"
         else:
-            detail = f"!! {_one_line(row['error'])}" if "error" in row else ""
+            detail = ""
         typer.echo(f"{row['object_type']:<8} {row['alias']:<{width}} {detail}".rstrip())
     typer.echo(_count(len(rows), "entry", "entries"))
+
+
+def _ls_row(entry: Any, found: Any) -> dict[str, Any] | None:
+    """One `ls` row, with `status` as `check` says it (ok, external, shadowed, ambiguous,
+    dangling, cycle, type-mismatch, invalid) and its `detail`; None if it vanished."""
+    from mlemremote.core.errors import MlemError
+
+    obj = entry.obj
+    row: dict[str, Any] = {"name": entry.name, "alias": _alias(entry.name)}
+    checked = entry.check_result(found.root, found.repo)
+    if obj is None:
+        return None
+    if isinstance(obj, MlemError):
+        row["object_type"] = "invalid"
+    else:
+        row |= {"object_type": obj.object_type, "uri": str(obj.location), **_pointer(obj)}
+    if checked is None or checked.status in ("ok", "external"):
+        if entry.final is not None:
+            row["target"] = str(entry.final)
+        return row | {"status": "ok" if checked is None else checked.status}
+    return row | {"status": checked.status, "detail": checked.detail}
 
 
 app.command("list", hidden=True, help="The same as `ls` (MLEM's name for it).")(ls)
@@ -389,16 +470,13 @@ def check(
     results: list[CheckResult] = []
 
     def run() -> None:
-        found = _bulk.check_links(
+        found = _bulk.survey(
             repo_or_prefix or _repo_here(),
             rev=rev,
             storage_options=options,
             concurrency=concurrency,
         )
-        if not tty:
-            results.extend(found.results)
-            return
-        with typer.progressbar(length=found.total, label="checking", file=sys.stderr) as bar:
+        with _progress(tty, found.total, "checking") as bar:
             for outcome in found.outcomes:
                 if outcome is not None:
                     results.append(outcome)
@@ -428,8 +506,8 @@ def unlink(
         str | None,
         typer.Option(
             "--expected",
-            help="The alias's token as read earlier (ETag, generation, ...): remove it "
-            "only if it has not changed since.",
+            help="The alias's token as read earlier (`show PATH --no-follow --json` prints "
+            "it): remove it only if it has not changed since.",
         ),
     ] = None,
     storage_option: StorageOptions = None,
@@ -444,10 +522,20 @@ def unlink(
         verbose, lambda: do_unlink(path, repo, expected=expected, storage_options=options)
     )
     row = {"removed": str(removed.location), "points_to": _target_of(removed)}
+    _note_no_history(removed.location, "it cannot be rolled back")
     if json_out:
         typer.echo(json.dumps(row, indent=2))
         return
     typer.echo(f"removed {row['removed']} (it pointed to {row['points_to']})")
+
+
+def _note_no_history(where: Any, consequence: str) -> None:
+    """History lives in a repo's `.mlem/history/`: say so when an alias outside any
+    repo is moved or removed, rather than lose the record silently."""
+    from mlemremote._history import history_folder
+
+    if history_folder(where) is None:
+        typer.echo(f"note: {where} is in no repo, so no history is kept: {consequence}", err=True)
 
 
 def _history_row(index: int, entry: Any) -> dict[str, Any]:
@@ -458,6 +546,8 @@ def _history_row(index: int, entry: Any) -> dict[str, Any]:
         "points_to": _target_of(entry.link),
         "link": None if entry.link is None else entry.link.to_dict(),
         "version": entry.version,
+        # What --expected compares against; known for the alias as it is now (index 0).
+        "token": None if entry.link is None else entry.link.token,
         "recorded": entry.recorded,
         "note": entry.note,
     }
@@ -498,7 +588,15 @@ def rollback(
             "--to",
             min=0,
             help="The index (as `history` prints it) to go back to; default: the newest "
-            "earlier target.",
+            "earlier target. With --expected, the history you read is the one used.",
+        ),
+    ] = None,
+    expected: Annotated[
+        str | None,
+        typer.Option(
+            "--expected",
+            help="The alias's token when you read its history (`history --json` prints it "
+            "as entry 0's token): roll back only if it has not moved since.",
         ),
     ] = None,
     storage_option: StorageOptions = None,
@@ -510,8 +608,16 @@ def rollback(
     from mlemremote.api import rollback as do_rollback
 
     options = parse_storage_options(storage_option)
-    now = _run(verbose, lambda: do_rollback(path, repo, to, storage_options=options))
-    row = {"uri": str(now.location), "points_to": _target_of(now), "link": now.to_dict()}
+    now = _run(
+        verbose,
+        lambda: do_rollback(path, repo, to, expected=expected, storage_options=options),
+    )
+    row = {
+        "uri": str(now.location),
+        "points_to": _target_of(now),
+        "token": now.token,
+        "link": now.to_dict(),
+    }
     if json_out:
         typer.echo(json.dumps(row, indent=2))
         return

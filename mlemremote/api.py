@@ -35,7 +35,6 @@ from mlemremote.core.errors import (
     MlemObjectNotFound,
     MlemObjectNotSavedError,
     MlemRootNotFound,
-    ObjectExistsError,
     StorageError,
 )
 from mlemremote.core.objects import MlemLink, MlemObject, build
@@ -132,7 +131,7 @@ def check(
     [('latest.mlem', 'ok')]
     """
     _check_concurrency(concurrency)
-    found = _bulk.check_links(
+    found = _bulk.survey(
         repo_or_prefix, rev=rev, storage_options=storage_options, concurrency=concurrency
     )
     return list(found.results)
@@ -404,9 +403,12 @@ def _history_of(
         if all(entry.link is None for entry in entries):
             raise missing
         return entries
-    return _history.history_of(
+    entries = _history.history_of(
         current, None if current is None else current._modified, where, build_link
     )
+    if current is not None and entries and entries[0].link is not None:
+        entries[0].link._token = current._token  # the first entry is the alias now
+    return entries
 
 
 def _resolved(link: MlemLink, at: Location) -> str | None:
@@ -428,12 +430,16 @@ def rollback(
     repo: str | None = None,
     to: int | HistoryEntry[MlemLink] | None = None,
     *,
+    expected: MlemLink | str | None = None,
     storage_options: StorageOptions | None = None,
 ) -> MlemLink:
     """Move the alias back to an earlier target, with compare-and-swap against the alias
     as read here (`AliasChangedError` if it moved meanwhile). By default it goes to the
     newest entry of `history()` whose target differs from the current one; `to` may
-    name an index into `history()` or one of its entries instead.
+    name an index into `history()` or one of its entries instead. `expected` (the alias
+    as loaded earlier, or its token: `history()[0].link.token`) makes the swap compare
+    against that instead, so an index read from an earlier `history()` cannot name
+    another entry after the alias moved.
 
     >>> import tempfile
     >>> from mlemremote import MlemModel, init, link, load_meta
@@ -448,6 +454,7 @@ def rollback(
     >>> load_meta("latest", repo=repo).model_type
     {'name': 'v1'}
     """
+    _links.check_expected(expected)  # before anything is read
     current, where, missing = _current_alias(path, repo, storage_options)
     if isinstance(to, HistoryEntry):
         entry = to
@@ -478,11 +485,13 @@ def rollback(
             entry = entries[to]
         else:
             raise InvalidLinkError(
-                f"to= must be an index below {len(entries)} into history(), or an entry of it"
+                f"there is no entry {to!r} in the history of {where}: its entries are "
+                f"numbered 0 to {len(entries) - 1}"
             )
     if entry.link is None:
         raise InvalidLinkError(
-            f"that entry of {where}'s history is a removal: use unlink() to remove the alias"
+            f"that entry of {where}'s history is a removal, not a target to go back to "
+            "(to remove the alias, unlink it)"
         )
     previous = entry.link.model_copy()
     previous._location = where
@@ -490,8 +499,9 @@ def rollback(
     previous._location = None
     # Compare-and-swap with the alias as read here; a removed alias is created only
     # if nothing appeared there meanwhile.
+    against = expected if expected is not None else current
     _links.write_link(
-        previous, where, build, expected=Expect.ABSENT if current is None else current
+        previous, where, build, expected=Expect.ABSENT if against is None else against
     )
     return previous
 
@@ -514,7 +524,8 @@ def unlink(
     written there meanwhile is never deleted); `expected` (the link as loaded earlier with
     `follow_links=False`, or its token) makes it a compare-and-swap: `AliasChangedError`
     if the alias changed since, and nothing is removed. The removal is recorded in the
-    alias's history; `rollback()` restores the alias as it was before it.
+    alias's history (in a repo; outside one no history is kept); `rollback()` restores the
+    alias as it was before it.
 
     >>> import tempfile
     >>> from mlemremote import MlemModel, init, link, load_meta
@@ -531,13 +542,13 @@ def unlink(
     'rf.mlem'
     """
     _links.check_expected(expected)  # before anything is read
-    try:
-        target = _links.target_location(
-            path, repo, None, MlemLink.type_folder, build, storage_options=storage_options
-        )
-    except ObjectExistsError as exc:
-        why = str(exc).split(": choose another name")[0].split("; choose another name")[0]
-        raise ObjectExistsError(
-            f"{path!r} does not name a link that can be removed ({why}); nothing was removed"
-        ) from None
+    target = _links.target_location(
+        path,
+        repo,
+        None,
+        MlemLink.type_folder,
+        build,
+        storage_options=storage_options,
+        removing=True,
+    )
     return cast(MlemLink, _links.remove_link(target, build, expected=expected))

@@ -26,12 +26,16 @@ from mlemremote._paths import HISTORY_PREFIX, MLEM_DIR, MLEM_EXT, is_inside, joi
 from mlemremote._stores import read_many, store_for
 from mlemremote.core.errors import (
     BucketNotFoundError,
+    GitRepoNotFoundError,
     InvalidArgumentError,
     InvalidLinkError,
     LinkChainTooLongError,
     LinkCycleError,
     MlemError,
     MlemObjectNotFound,
+    MlemRootNotFound,
+    NotAFileError,
+    StorageError,
     WrongMetaType,
 )
 from mlemremote.core.objects import MlemLink, MlemObject, build
@@ -243,6 +247,7 @@ _STATUS: list[tuple[type[MlemError], str]] = [
     (WrongMetaType, "type-mismatch"),
     (MlemObjectNotFound, "dangling"),
     (BucketNotFoundError, "dangling"),
+    (GitRepoNotFoundError, "dangling"),
     (InvalidLinkError, "invalid"),
     (MlemError, "invalid"),
 ]
@@ -271,6 +276,18 @@ class Entry:
         end = cast(Location, self.final)
         inside = repo is not None and end.same_storage(root) and is_inside(end.fullpath, repo)
         return CheckResult(str(self.loc), "external" if repo and not inside else "ok", f"-> {end}")
+
+
+def _about_content(error: MlemError) -> MlemError:
+    """An error that says something about a metafile (invalid, dangling, a folder where a
+    file should be, a missing bucket a link names), returned to be reported; one that
+    says we could not look (denied, unreachable, out of time) is raised: the whole survey
+    fails (exit 2), never a link called broken, nor a listing that looks complete."""
+    if isinstance(error, StorageError) and not isinstance(
+        error, (BucketNotFoundError, GitRepoNotFoundError, NotAFileError)
+    ):
+        raise error
+    return error
 
 
 def _failed(loc: Location, error: MlemError) -> CheckResult:
@@ -306,13 +323,21 @@ def survey(
     concurrency: int = 32,
     repo_only: bool = False,
 ) -> Survey:
-    """Read every metafile below `prefix` (at `rev`; with `repo_only`, `prefix` must be a
-    repo) with one listing, find which names cannot reach theirs (shadowed, ambiguous),
-    and follow every reachable link to its end, all in one bulk scope: each metafile is
-    read once, however many links lead to it."""
+    """Read every metafile below `prefix` (at `rev`; with `repo_only`, in the whole repo
+    that `prefix` is in) with one listing, find which names cannot reach theirs
+    (shadowed, ambiguous), and follow every reachable link to its end, all in one bulk
+    scope: each metafile is read once, however many links lead to it."""
     root = resolve(prefix, rev=rev, storage_options=storage_options)
-    if repo_only:
-        root = root.as_repo()
+    if repo_only:  # the repo `prefix` is in (it, or a folder above it), as `mlem ls` reads it
+        found = root.repo
+        if found != root.fullpath:  # a typo or a file is named as such (no such bucket...)
+            metafiles_under(root)
+        if found is None:
+            raise MlemRootNotFound(
+                f"{root} is in no repo (no .mlem/ there or above): name a repo, or run "
+                "`mlemremote init` there"
+            )
+        root = root.sibling(found, repo=found, same_version=True)
     files = metafiles_under(root)
     repo = root.repo if MLEM_DIR not in root.fullpath.split("/") else None
     if repo is not None:
@@ -326,7 +351,7 @@ def survey(
         except _links.NotReadYet:
             raise
         except Exception as exc:
-            return Entry(loc, name, to_mlem_error(exc, f"read {loc}"))
+            return Entry(loc, name, _about_content(to_mlem_error(exc, f"read {loc}")))
         hidden = _hidden(loc, obj, repo, names)
         if hidden is not None or not isinstance(obj, MlemLink):
             return Entry(loc, name, obj, hidden)
@@ -335,7 +360,7 @@ def survey(
         except _links.NotReadYet:
             raise
         except Exception as exc:
-            final = to_mlem_error(exc, f"follow {loc}")
+            final = _about_content(to_mlem_error(exc, f"follow {loc}"))
         return Entry(loc, name, obj, None, final)
 
     return Survey(root, repo, len(files), run_batched(files, look, concurrency))

@@ -12,7 +12,6 @@ import traceback
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
-import click
 import typer
 
 if TYPE_CHECKING:
@@ -57,11 +56,10 @@ def _main(
     ctx.obj = {"verbose": verbose}
 
 
-def _verbose_anywhere(verbose: bool) -> bool:
-    """`-v` given to the command, or before it (`mlemremote -v ls`, as `mlem -v ls`)."""
-    ctx = click.get_current_context(silent=True)
-    root = ctx.find_root().obj if ctx is not None else None
-    return verbose or bool(isinstance(root, dict) and root.get("verbose"))
+def _inherit_verbose(ctx: typer.Context, value: bool) -> bool:
+    """A command's `-v`, or the one given before it (`mlemremote -v ls`, as `mlem -v`)."""
+    root = ctx.find_root().obj
+    return value or bool(isinstance(root, dict) and root.get("verbose"))
 
 
 @contextlib.contextmanager
@@ -88,7 +86,10 @@ StorageOptions = Annotated[
         "client_kwargs.endpoint_url=http://127.0.0.1:9000).",
     ),
 ]
-Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Show tracebacks on errors.")]
+Verbose = Annotated[
+    bool,
+    typer.Option("--verbose", "-v", callback=_inherit_verbose, help="Show tracebacks on errors."),
+]
 Json = Annotated[bool, typer.Option("--json", help="Print JSON for machines.")]
 Repo = Annotated[
     str | None,
@@ -141,7 +142,6 @@ def _run(verbose: bool, action: Callable[[], T], *, bulk: bool = False) -> T:
     from mlemremote._redact import redact
     from mlemremote.core.errors import MlemError
 
-    verbose = _verbose_anywhere(verbose)
     if not verbose:  # the SDKs log what they give up on (tracebacks): ours is the one line
         for name in ("gcsfs", "adlfs", "azure", "aiobotocore", "botocore", "s3fs", "fsspec"):
             logging.getLogger(name).setLevel(logging.CRITICAL)
@@ -215,6 +215,14 @@ def link(
         bool,
         typer.Option("--pin", help="Record the version SOURCE has now (a git commit, ...)."),
     ] = False,
+    expected: Annotated[
+        str | None,
+        typer.Option(
+            "--expected",
+            help="The alias's token as read earlier (`show TARGET --no-follow --json` prints "
+            "it): move it only if it has not changed since.",
+        ),
+    ] = None,
     json_out: Json = False,
     folder_relative: Annotated[
         bool,
@@ -245,6 +253,7 @@ def link(
             folder_relative=folder_relative,
             storage_options=options,
             pin=pin,
+            expected=expected,
         ),
     )
     _note_no_history(made.location, "`history` and `rollback` will not know this move")
@@ -364,21 +373,26 @@ def ls(
     found = _run(verbose, run, bulk=True)
     kind = type_filter.value
     wanted = {"dataset", "data"} if kind in ("dataset", "data") else {kind}
+
+    def shown(row: dict[str, Any]) -> bool:
+        if row["object_type"] == "link" and not links:
+            return False
+        # As `mlem ls -t model`: an alias to a model is listed with the models.
+        return kind == "all" or bool({row["object_type"], row["link_type"]} & wanted)
+
     rows = [
         row
         for row in (_ls_row(entry, found) for entry in sorted(entries, key=lambda e: e.name))
-        if row is not None
-        and (row["object_type"] != "link" or links)
-        and (kind == "all" or row["object_type"] in wanted)
+        if row is not None and shown(row)
     ]
     if json_out:
         typer.echo(json.dumps(rows, indent=2))
         return
     width = max((len(r["alias"]) for r in rows), default=4)
     for row in rows:
-        if "target" in row:
+        if row["target"]:
             detail = f"-> {_shorter(row['target'], row['uri'], row['name'])}"
-        elif "detail" in row:
+        elif row["detail"]:
             detail = f"!! {row['status']}: {_one_line(row['detail'])}"
         else:
             detail = ""
@@ -387,24 +401,44 @@ def ls(
 
 
 def _ls_row(entry: Any, found: Any) -> dict[str, Any] | None:
-    """One `ls` row, with `status` as `check` says it (ok, external, shadowed, ambiguous,
-    dangling, cycle, type-mismatch, invalid) and its `detail`; None if it vanished."""
+    """One `ls` row, every key always there (None where it has no value): `status` as
+    `check` says it (ok, external, shadowed, ambiguous, dangling, cycle, type-mismatch,
+    invalid) with its `detail`. None for a metafile that vanished, and for MLEM's index
+    link of an external object (`mlem ls` lists the object, not its index link)."""
+    from mlemremote._links import is_index_link
     from mlemremote.core.errors import MlemError
 
     obj = entry.obj
-    row: dict[str, Any] = {"name": entry.name, "alias": _alias(entry.name)}
-    checked = entry.check_result(found.root, found.repo)
     if obj is None:
         return None
-    if isinstance(obj, MlemError):
-        row["object_type"] = "invalid"
+    checked = entry.check_result(found.root, found.repo)
+    fine = checked is None or checked.status in ("ok", "external")
+    if fine and found.repo and is_index_link(obj, _in_type_folder(entry.name)):
+        return None  # (a broken one is listed: it is worth a look)
+    row: dict[str, Any] = {
+        "name": entry.name,
+        "alias": _alias(entry.name),
+        "object_type": "invalid" if isinstance(obj, MlemError) else obj.object_type,
+        "uri": str(entry.loc),
+        "points_to": None,
+        "link_type": None,
+        "target": None,
+        "status": "ok" if checked is None else checked.status,
+        "detail": None,
+    }
+    if not isinstance(obj, MlemError):
+        row |= _pointer(obj)
+    if fine:
+        row["target"] = None if entry.final is None else str(entry.final)
     else:
-        row |= {"object_type": obj.object_type, "uri": str(obj.location), **_pointer(obj)}
-    if checked is None or checked.status in ("ok", "external"):
-        if entry.final is not None:
-            row["target"] = str(entry.final)
-        return row | {"status": "ok" if checked is None else checked.status}
-    return row | {"status": checked.status, "detail": checked.detail}
+        row["detail"] = checked.detail
+    return row
+
+
+def _in_type_folder(name: str) -> str:
+    """`.mlem/link/models/rf.mlem` -> `models/rf.mlem` (the name it is the index link of)."""
+    parts = name.split("/")
+    return "/".join(parts[2:]) if len(parts) > 2 and parts[0] == ".mlem" else ""
 
 
 app.command("list", hidden=True, help="The same as `ls` (MLEM's name for it).")(ls)
@@ -530,12 +564,17 @@ def unlink(
 
 
 def _note_no_history(where: Any, consequence: str) -> None:
-    """History lives in a repo's `.mlem/history/`: say so when an alias outside any
-    repo is moved or removed, rather than lose the record silently."""
-    from mlemremote._history import history_folder
+    """History lives in a repo's `.mlem/history/` or in a versioned bucket: say so when
+    an alias has neither, rather than lose the record silently."""
+    from mlemremote._history import keeps_history
 
-    if history_folder(where) is None:
-        typer.echo(f"note: {where} is in no repo, so no history is kept: {consequence}", err=True)
+    with contextlib.suppress(Exception):  # (only a note: never fails a done command)
+        if not keeps_history(where):
+            typer.echo(
+                f"note: {where} is in no repo and its bucket keeps no versions, so no history "
+                f"is kept: {consequence}",
+                err=True,
+            )
 
 
 def _history_row(index: int, entry: Any) -> dict[str, Any]:
@@ -629,10 +668,20 @@ def main(argv: list[str] | None = None) -> None:
     found broken links, 2 for any error (usage errors included), in one line."""
     try:
         code = app(args=argv, prog_name="mlemremote", standalone_mode=False)
+    except SystemExit as exc:
+        # `mlemremote ls | head`: click ends on a broken pipe with exit 1 (ours for broken
+        # links) after wrapping stdout; say it as a shell says SIGPIPE instead.
+        if type(sys.stdout).__name__ == "PacifyFlushWrapper":
+            sys.exit(141)
+        raise exc from None
     except typer.Abort:
         typer.echo("error: aborted", err=True)
         sys.exit(2)
     except typer.TyperException as exc:  # usage errors: a bad option, a missing argument
+        ctx = getattr(exc, "ctx", None)
+        if type(exc).__name__ == "NoArgsIsHelpError" and ctx is not None:
+            typer.echo(ctx.get_help())  # `mlemremote` alone: the help, as `mlem`
+            sys.exit(0)
         message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
         typer.echo(f"error: {_one_line(message)} (see --help)", err=True)
         sys.exit(2)

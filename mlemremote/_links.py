@@ -767,7 +767,10 @@ def _visible(
     repo = cast(str, at_path._repo)
     name = relpath(at_path.fullpath, repo)
     own = at_path.sibling(join(repo, MLEM_DIR, folder, name), repo=repo)
-    others = [c for c in _in_type_folders(at_path, repo) if external or str(c) != str(own)]
+    # (Removing, the alias's own file is read too: is there an alias to remove at all?)
+    others = [
+        c for c in _in_type_folders(at_path, repo) if external or removing or str(c) != str(own)
+    ]
     answers = _read_candidates([at_path, *others], build)
     existing = answers[0]
     if isinstance(existing, NotAFileError):  # a folder or FIFO there: never replaced
@@ -805,12 +808,21 @@ def _visible(
             f"{at_path} already exists and would hide {own} (MLEM and mlemremote read the "
             f"path first): choose another name, or pass external=True to write at {at_path}"
         )
-    if taken and removing:
-        raise ObjectExistsError(
-            f"the name {name[: -len(MLEM_EXT)]!r} is ambiguous: it also names "
-            f"{', '.join(taken)} (MLEM and mlemremote refuse such names); to remove the "
-            f"alias, name it by its URI ({own}); nothing was removed"
-        )
+    if removing:
+        alias = next(a for c, a in zip(others, answers[1:], strict=True) if str(c) == str(own))
+        taken = [t for t in taken if t != str(own)]
+        if taken and alias is None:
+            raise ObjectExistsError(
+                f"the name {name[: -len(MLEM_EXT)]!r} finds {taken[0]}, which is not a link; "
+                "nothing was removed"
+            )
+        if taken:
+            raise ObjectExistsError(
+                f"the name {name[: -len(MLEM_EXT)]!r} is ambiguous: it also names "
+                f"{', '.join(taken)} (MLEM and mlemremote refuse such names); to remove the "
+                f"alias, name it by its URI ({own}); nothing was removed"
+            )
+        return own
     if taken:
         raise ObjectExistsError(
             f"the name {name[: -len(MLEM_EXT)]!r} already names {', '.join(taken)}: writing "
@@ -1032,7 +1044,7 @@ def remove_link(target: Location, build: Build[Any], *, expected: object = None)
                     if isinstance(expected, str)
                     else _expected_token(expected, target, build)[0]
                 )
-                if wanted != token:
+                if not same_token(wanted, token):
                     if isinstance(expected, str):
                         raise _not_its_token(target, expected, token, "removed")
                     raise AliasChangedError(
@@ -1066,9 +1078,9 @@ def _expected_token(
         token, replaced = _current_link(target, build)
         if token == Expect.ABSENT:
             raise AliasChangedError(f"{target} does not exist; nothing was written")
-        if token != expected:
+        if not same_token(token, expected):
             raise _not_its_token(target, expected, token, "written")
-        return expected, replaced
+        return token, replaced  # (as the store spells it: the condition it compares)
     expected = cast(Link, expected)  # check_expected let only links through
     if expected.location is not None and _same_name(expected.location, target):
         # The name now finds another file (a link appeared at `<repo>/<name>.mlem`, which
@@ -1084,6 +1096,14 @@ def _expected_token(
     if expected._token is None:
         raise InvalidLinkError("expected= link carries no version token: load it first")
     return expected._token, expected.to_dict()
+
+
+def same_token(a: object, b: object) -> bool:
+    """Two spellings of one token: S3 and Azure ETags are quoted (`"abc"`), and a token
+    typed in a shell loses its quotes."""
+    if isinstance(a, str) and isinstance(b, str):
+        return a.strip('"') == b.strip('"')
+    return a == b
 
 
 def _not_its_token(target: Location, given: str, now: Expected, verb: str) -> AliasChangedError:

@@ -482,6 +482,11 @@ def rollback(
                 raise InvalidLinkError(f"{where} has no earlier target to go back to")
             entry = found
         elif isinstance(to, int) and not isinstance(to, bool) and 0 <= to < len(entries):
+            if to == 0 and current is not None:
+                raise InvalidLinkError(
+                    f"entry 0 of the history of {where} is the alias as it is now: there is "
+                    "nothing to go back to; nothing was written"
+                )
             entry = entries[to]
         else:
             raise InvalidLinkError(

@@ -95,9 +95,12 @@ def test_missing_prefix_fails_and_an_empty_repo_does_not(backend: Backend) -> No
     )  # fmt: skip
     for done in runs[:2]:
         one_line_error(done, "no such")
-    for listed, checked in (runs[2:4], runs[4:6]):
-        assert listed.returncode == 0 and listed.stderr == "", listed.stderr
-        assert checked.returncode == 0 and "0 links, 0 broken" in checked.stdout
+    listed, checked = runs[2:4]  # an empty repo
+    assert listed.returncode == 0 and listed.stderr == "", listed.stderr
+    assert checked.returncode == 0 and "0 links, 0 broken" in checked.stdout
+    listed, checked = runs[4:6]  # a folder in no repo: ls lists repos (as `mlem ls`)
+    one_line_error(listed, "in no repo")
+    assert checked.returncode == 0 and "0 links, 0 broken" in checked.stdout
 
 
 def test_api_missing_prefix_and_bucket(backend: Backend) -> None:
@@ -193,3 +196,25 @@ def test_connect_timeout_setting(monkeypatch: pytest.MonkeyPatch) -> None:
             _settings.configure(connect_timeout=bad)
     monkeypatch.setenv("MLEMREMOTE_CONNECT_TIMEOUT", "2.5")
     assert _settings._from_env().connect_timeout == 2.5
+
+
+@pytest.mark.parametrize("backend", ["s3-moto"], indirect=True)
+def test_a_denied_read_fails_the_listing_not_the_link(backend: Backend) -> None:
+    """moto lets anyone list but not read (as an IAM policy with ListBucket and no
+    GetObject): ls and check fail whole (exit 2), never report links as broken."""
+    from mlemremote.api import link
+    from mlemremote.core.errors import StorageError
+
+    repo = backend.uri("repo")
+    init(repo, storage_options=backend.storage_options)
+    MlemModel().dump("m", repo=repo, storage_options=backend.storage_options)
+    link("m", source_repo=repo, target="latest", target_repo=repo, **{
+        "storage_options": backend.storage_options})  # fmt: skip
+    url = backend.storage_options["client_kwargs"]["endpoint_url"]  # type: ignore[index]
+    anonymous = {"anon": True, "client_kwargs": {"endpoint_url": url}}
+    with pytest.raises(StorageError):
+        check(f"{repo}/.mlem/link", storage_options=anonymous)
+    for done in cli_all(
+        ["ls", repo, *as_flags(anonymous)], ["check", f"{repo}/.mlem/link", *as_flags(anonymous)]
+    ):
+        one_line_error(done)

@@ -158,8 +158,21 @@ def test_ls_marks_hidden_names_filters_types_and_shows_progress(tmp_path: Path) 
     assert rows[".mlem/link/latest.mlem"]["status"] == "ok"
     table = here(repo, "ls").stdout.splitlines()
     assert any(line.split()[:3] == ["link", "amb", "!!"] and "ambiguous" in line for line in table)
-    models = here(repo, "ls", "-t", "model").stdout.splitlines()
-    assert models[-1] == "4 entries" and all(line.startswith("model") for line in models[:-1])
+    models = here(repo, "ls", "-t", "model").stdout.splitlines()  # aliases to models too
+    assert models[-1] == "6 entries" and any(x.split()[:2] == ["link", "latest"] for x in models)
+    assert here(repo, "ls", "--type", "dataset").stdout.splitlines() == ["0 entries"]
+    whole = here(repo / ".mlem", "ls", "model").stdout  # a folder in the repo: the whole repo
+    assert "link     latest -> rf" in whole and "6 entries" in whole
+    verbose = here(repo, "-v", "show", "nothing")  # -v before the command, as `mlem -v`
+    assert verbose.returncode == 2 and "Traceback" in verbose.stderr
+    bare = cli()
+    assert bare.returncode == 0 and bare.stdout.startswith("Usage: mlemremote")
+    reader = subprocess.Popen(
+        [SCRIPT, "ls"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=repo
+    )
+    assert reader.stdout is not None and reader.stderr is not None
+    reader.stdout.close()  # a reader that stops reading (`| head`)
+    assert (reader.wait(timeout=60), reader.stderr.read()) == (141, b"")
     assert not [x for x in here(repo, "ls", "-l").stdout.splitlines() if x.startswith("link")]
     assert "Usage: mlemremote ls" in here(repo, "ls", "-h").stdout
 
@@ -183,6 +196,8 @@ def test_ls_marks_hidden_names_filters_types_and_shows_progress(tmp_path: Path) 
     assert "would" not in ambiguous.stderr and "()" not in ambiguous.stderr
     hidden = here(repo, "unlink", "gb")
     assert hidden.returncode == 2 and "not a link" in hidden.stderr
+    model = here(repo, "unlink", "rf")  # a model's name, no alias of that name
+    assert model.returncode == 2 and "not a link" in model.stderr and "ambig" not in model.stderr
     by_uri = here(repo, "unlink", (repo / ".mlem" / "link" / "amb.mlem").as_uri())
     assert by_uri.returncode == 0, by_uri.stderr
     assert (repo / ".mlem" / "model" / "amb.mlem").exists()

@@ -229,7 +229,12 @@ def _with_connect_timeout(
         config = given.get("config_kwargs")
         config = dict(config) if isinstance(config, Mapping) else {}
         if config.get("connect_timeout") is None:
-            options["config_kwargs"] = {**config, "connect_timeout": seconds}
+            config["connect_timeout"] = seconds
+        # One attempt per botocore call: retries are ours (`retry_attempts`, within
+        # `retry_max_seconds`), not botocore's inside each of ours (a refused port took
+        # a minute of 5 x 5 attempts with backoff).
+        config.setdefault("retries", {"total_max_attempts": 1})
+        options["config_kwargs"] = config
     elif "gs" in protocols and given.get("requests_timeout") is None:
         import aiohttp
 

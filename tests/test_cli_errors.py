@@ -196,6 +196,14 @@ def test_connect_timeout_setting(monkeypatch: pytest.MonkeyPatch) -> None:
             _settings.configure(connect_timeout=bad)
     monkeypatch.setenv("MLEMREMOTE_CONNECT_TIMEOUT", "2.5")
     assert _settings._from_env().connect_timeout == 2.5
+    # botocore makes one attempt per call: the retries are ours, bounded by the budget
+    # (botocore's inside ours kept a refused port silent for a minute).
+    from s3fs import S3FileSystem
+
+    from mlemremote._location import _with_connect_timeout
+
+    config = _with_connect_timeout(S3FileSystem, {})["config_kwargs"]
+    assert config["retries"] == {"total_max_attempts": 1}
 
 
 @pytest.mark.parametrize("backend", ["s3-moto"], indirect=True)

@@ -65,6 +65,14 @@ def _has(path: str, name: str) -> bool:
     return any(form in path for form in on(name))
 
 
+def warm_up(b: Backend) -> None:
+    """One call through the library's own client before a budget is timed: creating an
+    SDK client (botocore's takes seconds on a loaded machine) is not what a budget test
+    measures, and once it ate a 2 s budget before the GET was even sent (CI, stop 18)."""
+    b.write(b.uri("warm.mlem"), model_bytes(0))
+    assert isinstance(load_meta(b.uri("warm"), storage_options=b.storage_options), MlemModel)
+
+
 def transfers(proxy: FaultProxy, name: str) -> list[Transfer]:
     found = proxy.transfers_of(lambda path: _has(path, name))
     assert found, f"no GET of {name} went through the proxy"
@@ -143,10 +151,11 @@ def test_load_many_reports_each_path(proxied: tuple[Backend, FaultProxy]) -> Non
     names = ["ok0", "big", "endless", "ok1", "slow"]
     for name in names:
         b.write(b.uri(f"{name}.mlem"), model_bytes(BIG if name == "big" else 0))
+    warm_up(b)
     proxy.fail("huge-body-chunked", per_request=1000, match=lambda m, p: _has(p, "endless.mlem"))
     proxy.fail("trickle", per_request=1000, match=lambda m, p: _has(p, "slow.mlem"))
     start = time.monotonic()
-    with configured(max_metafile_bytes=CAP, retry_max_seconds=2):
+    with configured(max_metafile_bytes=CAP, retry_max_seconds=4):
         results = load_many([b.uri(name) for name in names], storage_options=so)
     took = time.monotonic() - start
     by_name = dict(zip(names, results, strict=True))
@@ -166,24 +175,25 @@ def test_load_many_reports_each_path(proxied: tuple[Backend, FaultProxy]) -> Non
 
 
 def test_trickling_body_is_cut_by_the_time_budget(proxied: tuple[Backend, FaultProxy]) -> None:
-    """A byte every 0.5 s (the body would take ~40 s): a 2 s budget ends the call with
+    """A byte every 0.5 s (the body would take ~40 s): a 4 s budget ends the call with
     TimeBudgetError, and the connection is closed rather than left trickling."""
     b, proxy = proxied
     so = {"storage_options": b.storage_options}
     b.write(b.uri("slow.mlem"), model_bytes(80))
+    warm_up(b)
     proxy.fail("trickle", per_request=1000, match=lambda m, p: _has(p, "slow.mlem"))
     start = time.monotonic()
-    with configured(retry_max_seconds=2), pytest.raises(TimeBudgetError) as info:
+    with configured(retry_max_seconds=4), pytest.raises(TimeBudgetError) as info:
         load_meta(b.uri("slow"), **so)
     took = time.monotonic() - start
-    assert "slow.mlem" in str(info.value) and "retry_max_seconds=2" in str(info.value)
+    assert "slow.mlem" in str(info.value) and "retry_max_seconds=4" in str(info.value)
     assert took < 15, took
     sent = transfers(proxy, "slow.mlem")
     assert all(t.disconnected and not t.complete for t in sent), sent
     assert gets_of(proxy, "slow.mlem") == 1  # the budget is spent: no retry
     SIZE_REPORT.append(
         f"{b.name:>13} trickle (1 byte / 0.5 s, 80-byte body): TimeBudgetError after "
-        f"{took:.1f} s against a 2 s budget, {sent[0].written} bytes had come"
+        f"{took:.1f} s against a 4 s budget, {sent[0].written} bytes had come"
     )
 
 

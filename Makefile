@@ -4,10 +4,14 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-# pytest's workers (pytest-xdist): most of a test's time is spent waiting (for a command's
+# pytest's workers (pytest-xdist): much of a test's time is spent waiting (for a command's
 # start-up, an emulator, a retry), so more workers than cores pay. 0: one process.
-PYTEST_WORKERS ?= 3
-PYTEST_RUN := $(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup --doctest-modules mlemremote tests
+PYTEST_WORKERS ?= 4
+# Bytecode is written (to the __pycache__ folders git ignores) even where the environment
+# says not to: else each of the suite's hundreds of Python processes compiles mlemremote
+# anew, and each worker rewrites every test module's asserts.
+PYTEST_RUN := PYTHONDONTWRITEBYTECODE= $(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup \
+	--doctest-modules mlemremote tests
 CORE := $(VENV)/.installed-core
 DEV := $(VENV)/.installed-dev
 

@@ -4,6 +4,14 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+# pytest's workers (pytest-xdist): much of a test's time is spent waiting (for a command's
+# start-up, an emulator, a retry), so more workers than cores pay. 0: one process.
+PYTEST_WORKERS ?= 4
+# Bytecode is written (to the __pycache__ folders git ignores) even where the environment
+# says not to: else each of the suite's hundreds of Python processes compiles mlemremote
+# anew, and each worker rewrites every test module's asserts.
+PYTEST_RUN := PYTHONDONTWRITEBYTECODE= $(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup \
+	--doctest-modules mlemremote tests
 CORE := $(VENV)/.installed-core
 DEV := $(VENV)/.installed-dev
 
@@ -36,9 +44,11 @@ typecheck: $(DEV)
 
 # The MLEM interop tests need MLEM 0.2.0's Python 3.9 environment: built once (about a
 # minute) into benchmarks/.peer-venv; without a Python 3.9 this says why and they skip.
+# In parallel, the emulators are started once for all workers and stopped at the end;
+# the tests marked `exclusive` run alone at the end (tests/xdist_exclusive.py).
 pytest: $(DEV)
 	$(PY) tests/mlem_peer.py
-	$(PY) -m pytest --doctest-modules mlemremote tests $(PYTEST_ARGS)
+	$(PYTEST_RUN) $(PYTEST_ARGS)
 
 # The side-by-side benchmark against MLEM 0.2.0 (not part of the tests): it makes the
 # peer's Python 3.9 environment if missing (the same as `pytest`); results go to
@@ -60,7 +70,7 @@ test-docker: $(DEV)
 	MLEMREMOTE_TEST_S3_KEY=minioadmin MLEMREMOTE_TEST_S3_SECRET=minioadmin \
 	MLEMREMOTE_TEST_GCS_URL=http://127.0.0.1:4443 \
 	MLEMREMOTE_TEST_AZURE_CONNECTION_STRING="DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;BlobEndpoint=http://127.0.0.1:10000/devstoreaccount1;" \
-	$(PY) -m pytest --doctest-modules mlemremote tests $(PYTEST_ARGS); \
+	$(PYTEST_RUN) $(PYTEST_ARGS); \
 	status=$$?; docker compose down; exit $$status
 
 clean:

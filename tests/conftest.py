@@ -5,6 +5,13 @@ whatever `MLEMREMOTE_TEST_S3_SERVERS` names, e.g. docker-compose's MinIO), GCS o
 fake-gcs-server, Azure Blob on Azurite. Servers come from `tests/services.py`: started
 as local processes when their environment variables are not set. A backend that cannot
 be reached fails its tests; nothing is skipped.
+
+In parallel (`pytest -n N`, pytest-xdist, as `make test` runs it) the controller starts
+the servers once, before the workers, and hands them their addresses through those
+environment variables; it stops them (by PID) at the end. Tests that must have the
+machine to themselves are marked `exclusive` and run alone, after all the others (see
+`tests/xdist_exclusive.py`). The figures tests put in `REPORT` travel to the controller
+with each test's report, so the summary is the same in parallel as in one process.
 """
 
 from __future__ import annotations
@@ -39,11 +46,22 @@ import pytest
 from fsspec.spec import AbstractFileSystem
 
 sys.path.insert(0, str(Path(__file__).parent))
-from services import S3_KEY, S3_SECRET, Endpoints, running_services, s3_server_names
+from services import (
+    ENV_AZURE,
+    ENV_GCS,
+    ENV_S3,
+    S3_KEY,
+    S3_SECRET,
+    Endpoints,
+    running_services,
+    s3_server_names,
+)
 
-# tests/data/make_mlem_fixtures.py runs under the MLEM peer's Python, not here.
-collect_ignore = ["data", "peer_ops.py"]  # peer_ops.py runs in the MLEM environment only
+# tests/data/make_mlem_fixtures.py and peer_ops.py run under the MLEM peer's Python, not
+# here; xdist_exclusive.py is a plugin for pytest-xdist (registered below when it is there).
+collect_ignore = ["data", "peer_ops.py", "xdist_exclusive.py"]
 
+TESTS = Path(__file__).resolve().parent
 BACKENDS = ["local", "memory", *(f"s3-{name}" for name in s3_server_names()), "gcs", "azure"]
 
 
@@ -112,10 +130,48 @@ def git_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GitWorld]:
         server.stop()
 
 
+# -- servers shared by the workers of a parallel run ------------------------------------
+# Set by the controller of a parallel run for its workers: why the servers did not start
+# (every test that needs one then fails with it), and which of the server variables it set
+# (test_readme's shell block starts its own emulators, as the README says, unless the
+# caller named servers).
+ENV_SERVICES_ERROR = "MLEMREMOTE_TEST_SERVICES_ERROR"
+ENV_SHARED = "MLEMREMOTE_TEST_SHARED_BY_CONTROLLER"
+_SERVICES = pytest.StashKey[contextlib.ExitStack]()
+EXCLUSIVE = "exclusive"  # the xdist group of the tests marked exclusive (xdist_exclusive.py)
+
+
+def _is_xdist_controller(config: pytest.Config) -> bool:
+    if hasattr(config, "workerinput"):
+        return False
+    return bool(getattr(config.option, "numprocesses", 0)) and config.option.dist != "no"
+
+
+def _start_shared_services(config: pytest.Config) -> None:
+    """In the controller of a parallel run: start every server once (those not named
+    by the environment already) and pass their addresses on to the workers."""
+    if config.option.collectonly:
+        return
+    stack = contextlib.ExitStack()
+    config.stash[_SERVICES] = stack
+    try:
+        found = stack.enter_context(running_services())
+    except Exception as exc:  # each test that needs a server fails with this
+        stack.close()
+        os.environ[ENV_SERVICES_ERROR] = f"test servers did not start: {exc}"
+        return
+    named = {ENV_S3, ENV_GCS, ENV_AZURE} & {k for k, v in os.environ.items() if v}
+    shared = {k: v for k, v in found.environ().items() if k not in named}
+    os.environ.update(shared)
+    os.environ[ENV_SHARED] = ",".join(sorted(shared))
+
+
 @pytest.fixture(scope="session")
 def endpoints() -> Iterator[Endpoints]:
     """All test servers, with fsspec's own configuration pointing at the default ones
     (the first S3 server, GCS, Azure), the way a user configures fsspec once."""
+    if os.environ.get(ENV_SERVICES_ERROR):
+        raise RuntimeError(os.environ[ENV_SERVICES_ERROR])
     with running_services() as found:
         saved = {key: fsspec.config.conf.get(key) for key in ("s3", "gs", "abfs")}
         first_s3 = next(iter(found.s3.values()))
@@ -322,6 +378,12 @@ def other_backend(endpoints: Endpoints, tmp_path: Path) -> Any:
 _outcomes: dict[str, Counter[str]] = {}
 # Figures the tests measure, printed at the end by section (stress, faults, crashes, ...).
 REPORT: defaultdict[str, list[str]] = defaultdict(list)
+# REPORT's lines travel with the reports of the test that wrote them (in user_properties,
+# as ("report", (test index, section, line))): a worker's REPORT is not the controller's.
+_REPORT_KEY = "report"
+_reported: dict[str, int] = {}  # lines of each REPORT section already sent on
+_index = pytest.StashKey[int]()
+_figures: list[tuple[int, int, str, str]] = []  # (test index, order, section, line)
 
 
 def _backend_of(item: pytest.Item) -> str:
@@ -337,21 +399,67 @@ def _backend_of(item: pytest.Item) -> str:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "backends(*names): the backends a cross test uses")
+    config.addinivalue_line(
+        "markers",
+        "exclusive: needs the machine to itself (stress, races, crashes, time or memory "
+        "bounds); in a parallel run it runs alone after every other test",
+    )
+    config.addinivalue_line("markers", "xdist_group(name): run on one worker (pytest-xdist)")
+    if config.pluginmanager.hasplugin("xdist"):
+        import xdist_exclusive
+
+        config.pluginmanager.register(xdist_exclusive, "mlemremote-xdist-exclusive")
+    if _is_xdist_controller(config):
+        _start_shared_services(config)
 
 
+def pytest_unconfigure(config: pytest.Config) -> None:
+    stack = config.stash.get(_SERVICES, None)
+    if stack is not None:
+        stack.close()  # stops the servers the controller started, by PID
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's loadgroup reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        item.user_properties.append(("backend", _backend_of(item)))
+    for index, item in enumerate(items):
+        item.stash[_index] = index
+        if item.path.is_relative_to(TESTS):  # (not the docstring examples)
+            item.user_properties.append(("backend", _backend_of(item)))
+        if item.get_closest_marker("exclusive") is not None:
+            if item.get_closest_marker("xdist_group") is not None:
+                raise pytest.UsageError(f"{item.nodeid}: exclusive, and in an xdist_group")
+            item.add_marker(pytest.mark.xdist_group(EXCLUSIVE))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """Attach the REPORT lines written so far (by this test, its fixtures, or its module
+    when imported) to the report, for whichever process prints the summary."""
+    for section, lines in REPORT.items():
+        for line in lines[_reported.get(section, 0) :]:
+            item.user_properties.append((_REPORT_KEY, (item.stash.get(_index, 0), section, line)))
+        _reported[section] = len(lines)
+    return (yield)
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
-        backend = dict(report.user_properties).get("backend", "none")
+    # (docstring examples have no backend: a parallel run's controller sees them too)
+    backend = dict(report.user_properties).get("backend")
+    counted = report.when == "call" or (report.when == "setup" and report.outcome != "passed")
+    if backend is not None and counted:
         _outcomes.setdefault(str(backend), Counter())[report.outcome] += 1
+    if report.when == "teardown":  # (its user_properties hold every earlier phase's too)
+        for key, value in report.user_properties:
+            if key == _REPORT_KEY:
+                index, section, line = value
+                _figures.append((int(index), len(_figures), str(section), str(line)))
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
-    for section, lines in REPORT.items():
+    sections: dict[str, list[str]] = {}
+    for _, _, section, line in sorted(_figures):  # in the order of the tests
+        sections.setdefault(section, []).append(line)
+    for section, lines in sections.items():
         terminalreporter.section(section)
         for line in lines:
             terminalreporter.write_line(line)

@@ -1,14 +1,13 @@
-"""One writer of the compare-and-swap stress test (run as a separate process).
+"""One writer of the compare-and-swap stress test: a process of its own (forked by
+tests/forked.py), or a thread for the in-process memory filesystem.
 
-Usage: python tests/stress_worker.py '<json>' with keys repo, storage_options, worker,
-moves, models. Prints {"successes": n, "conflicts": n} as JSON.
+`run` moves the alias `moves` times; returns {"successes": n, "conflicts": n}.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import sys
+from multiprocessing.connection import Connection
 from typing import Any
 
 os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
@@ -44,6 +43,6 @@ def run(
     return {"successes": successes, "conflicts": conflicts}
 
 
-if __name__ == "__main__":
-    args = json.loads(sys.argv[1])
-    print(json.dumps(run(**args)))
+def in_process(conn: Connection, job: dict[str, Any]) -> None:
+    """A writer process: runs the job, sends its figures back."""
+    conn.send(run(**job))

@@ -138,6 +138,7 @@ def test_bad_storage_option_is_one_clear_line(tmp_path: Path) -> None:
 
 
 @pytest.mark.backends("local")
+@pytest.mark.exclusive  # it times the command: alone, the figure is the command's own
 def test_help_loads_no_cloud_sdk_and_is_quick() -> None:
     probe = (
         "import sys, time\nstart = time.perf_counter()\nfrom mlemremote._cli import main\n"

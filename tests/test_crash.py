@@ -8,14 +8,14 @@ Memory is left out: an in-process filesystem dies with the process that holds it
 
 from __future__ import annotations
 
-import json
 import random
 import signal
-import subprocess
-import sys
 import time
-from pathlib import Path
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
 
+import crash_worker
+import forked
 import pytest
 from conftest import REPORT, Backend
 
@@ -23,8 +23,10 @@ from mlemremote.api import history, init, link, load_meta, rollback
 from mlemremote.core.objects import MlemLink, MlemModel
 
 KILLS = 12
-WORKER = str(Path(__file__).with_name("crash_worker.py"))
+ANSWER_SECONDS = 120  # a hang guard on a writer's answer
 CRASH_BACKENDS = ["local", "s3-moto", "s3-seaweedfs", "gcs", "azure"]
+# In a parallel run these run one after another on one worker (beside other tests).
+pytestmark = pytest.mark.xdist_group("crash")
 
 
 def assert_history_tells_the_truth(repo: str, so: object) -> MlemLink:
@@ -41,6 +43,17 @@ def assert_history_tells_the_truth(repo: str, so: object) -> MlemLink:
     return current
 
 
+def answer(proc: BaseProcess, conn: Connection) -> str:
+    """The writer's next word; fails if it died (or hung) first."""
+    try:
+        if conn.poll(ANSWER_SECONDS):
+            return str(conn.recv())
+    except EOFError:
+        pass
+    proc.join(10)
+    raise AssertionError(f"the writer did not answer (exit code {proc.exitcode})")
+
+
 @pytest.mark.parametrize("backend", CRASH_BACKENDS, indirect=True)
 def test_killed_writers_leave_a_whole_alias(backend: Backend) -> None:
     so = backend.storage_options
@@ -52,17 +65,15 @@ def test_killed_writers_leave_a_whole_alias(backend: Backend) -> None:
         )
     link("v1", source_repo=repo, target="latest", target_repo=repo, storage_options=so)
     rng = random.Random(20261127)
-    job = json.dumps({"repo": repo, "storage_options": so})
     seen = set()
     for _ in range(KILLS):
-        proc = subprocess.Popen(
-            [sys.executable, WORKER, job], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-        )
-        assert proc.stdout is not None
-        assert proc.stdout.readline().strip() == "ready", proc.stderr.read() if proc.stderr else ""
+        proc, conn = forked.start(crash_worker.move_until_killed, repo, so)
+        assert answer(proc, conn) == "ready"
         time.sleep(rng.uniform(0, 0.15))  # somewhere inside a later link()
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(10)
+        proc.kill()  # SIGKILL
+        proc.join(10)
+        conn.close()
+        assert proc.exitcode == -signal.SIGKILL
         loaded = load_meta("latest", repo=repo, storage_options=so)
         assert (loaded.model_type or {}).get("name") in ("v1", "v2")
         seen.add(loaded.model_type["name"] if loaded.model_type else None)
@@ -89,11 +100,11 @@ def test_killed_between_the_alias_and_its_history_entry(backend: Backend) -> Non
     for kill in range(KILLS // 2):
         before = load_meta("latest", repo=repo, follow_links=False, storage_options=so)
         to = ("v2", "v3")[kill % 2]
-        job = json.dumps({"repo": repo, "storage_options": so, "before_log": True, "to": to})
-        done = subprocess.run(
-            [sys.executable, WORKER, job], capture_output=True, text=True, timeout=120
-        )
-        assert done.returncode == -signal.SIGKILL and "moved" in done.stdout, done.stderr
+        proc, conn = forked.start(crash_worker.move_then_die_before_the_log, repo, so, to)
+        assert answer(proc, conn) == "moved"
+        proc.join(ANSWER_SECONDS)
+        conn.close()
+        assert proc.exitcode == -signal.SIGKILL
         current = assert_history_tells_the_truth(repo, so)
         assert current.path == f"{to}.mlem"
         entries = history("latest", repo=repo, storage_options=so)

@@ -426,6 +426,7 @@ WORKER = textwrap.dedent(
 )
 
 
+@pytest.mark.exclusive  # a race between processes: alone, the race is theirs
 def test_concurrent_processes_fill_the_cache_once(git_world: GitWorld, fresh_cache: Path) -> None:
     sha = git_world.shas["c2"]
     env = {**os.environ, "MLEMREMOTE_CACHE_DIR": str(fresh_cache)}

@@ -340,6 +340,7 @@ def test_many_refs(server: GitServer) -> None:
     assert server.requests == [("GET", "/many.git" + INFO_REFS)]
 
 
+@pytest.mark.exclusive  # a byte every 0.5 s is timed (0.3 s to 1.5 s): alone
 def test_trickle(server: GitServer) -> None:
     server.hostile["slow.git"] = "trickle"
     conn = raw(server, timeout=2)
@@ -395,6 +396,7 @@ def test_redirect_repo_keeps_the_rest_of_the_request(
 
 
 # -- (e) stop ----------------------------------------------------------------------------
+@pytest.mark.exclusive  # times stop() and takes its port again: no other worker may
 def test_stop_ends_streams_and_refuses_then_restarts(fixture: dict[str, Any]) -> None:
     server = GitServer(fixture["root"]).start()
     port = server.port

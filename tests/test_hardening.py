@@ -26,6 +26,9 @@ from mlemremote.core.errors import (
 from mlemremote.core.objects import MlemLink, MlemModel
 
 FIGURES: dict[str, int] = {}
+# In a parallel run the whole module runs on one worker: test_report_counts, last,
+# reports what every test before it counted in FIGURES.
+pytestmark = pytest.mark.xdist_group("hardening")
 
 
 def opts(backend: Backend) -> dict[str, Any]:

@@ -33,6 +33,9 @@ from mlemremote.core.errors import (
 from mlemremote.core.objects import MlemModel
 
 TRIED: list[str] = []
+# In a parallel run the whole module runs on one worker: test_report_counts, last,
+# counts what every test before it put in TRIED.
+pytestmark = pytest.mark.xdist_group("hostile")
 
 BAD_METAFILES = {
     "malformed": b"object_type: link\npath: [unclosed\n",

@@ -273,6 +273,7 @@ def test_small_files_and_empty_files_are_read_whole(server: Server) -> None:
 
 
 # -- the time budget --------------------------------------------------------------------
+@pytest.mark.exclusive  # the figure is a time: alone
 def test_trickling_body_ends_with_the_time_budget(server: Server) -> None:
     server.trickle("/slow.mlem", size=60, every=0.5)  # 30 s for the whole body
     started = time.monotonic()

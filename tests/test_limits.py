@@ -216,6 +216,7 @@ def test_sdk_retries_are_cut_by_the_time_budget(proxied: tuple[Backend, FaultPro
     )
 
 
+@pytest.mark.exclusive  # a 1 s read timeout must fire on the stalled GET only: alone
 def test_an_sdk_timeout_is_retried_not_taken_for_the_budget(
     proxied: tuple[Backend, FaultProxy],
 ) -> None:
@@ -319,6 +320,7 @@ CHILD = textwrap.dedent(
 )
 
 
+@pytest.mark.exclusive  # a memory high-water mark: alone
 @pytest.mark.parametrize("kind", ["local", "local-endless", "memory", "git"])
 def test_disk_memory_and_git_refuse_without_reading_it_whole(kind: str, tmp_path: Path) -> None:
     """A 256 MiB metafile (a sparse file, an in-memory file, a git blob; or /dev/zero) is

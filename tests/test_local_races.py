@@ -53,6 +53,7 @@ def _reset_alias(folder: Path) -> None:
     link(str(folder / "m1"), target=str(folder / "a"))
 
 
+@pytest.mark.exclusive  # five racing processes: alone, the races are theirs
 def test_models_survive_concurrent_link_moves(tmp_path: Path) -> None:
     folder = tmp_path / "races"
     folder.mkdir()

@@ -42,7 +42,12 @@ from mlemremote.core.errors import MlemError, MlemObjectNotFound
 from mlemremote.core.objects import MlemObject
 
 SKIP_REASON = missing_reason()
-pytestmark = pytest.mark.skipif(SKIP_REASON is not None, reason=f"MLEM peer: {SKIP_REASON}")
+pytestmark = [
+    pytest.mark.skipif(SKIP_REASON is not None, reason=f"MLEM peer: {SKIP_REASON}"),
+    # In a parallel run the module runs on one worker: its MLEM worlds (module fixtures,
+    # made by the real MLEM) are made once.
+    pytest.mark.xdist_group("mlem-interop"),
+]
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 TABLE_START, TABLE_END = "<!-- parity-table:start -->", "<!-- parity-table:end -->"

@@ -9,7 +9,7 @@ from pathlib import Path
 import fsspec
 import pytest
 import yaml
-from conftest import GitWorld
+from conftest import ENV_SHARED, GitWorld
 from services import Endpoints
 
 from mlemremote import MlemModel, init
@@ -65,6 +65,9 @@ def test_readme_shell_blocks_run(tmp_path: Path) -> None:
 
     (tmp_path / "tests").symlink_to(README.parent / "tests")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "FSSPEC_"))}
+    # (in a parallel run, not the servers the suite shares either: the block starts its own)
+    for name in [ENV_SHARED, *os.environ.get(ENV_SHARED, "").split(",")]:
+        env.pop(name, None)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     blocks = re.findall(r"```shell\n(.*?)```", README.read_text(), flags=re.S)
     assert blocks

@@ -216,6 +216,7 @@ def test_a_trickling_server_is_bounded_in_bulk_calls_too(git_world: GitWorld, ca
 
 
 # -- 2. memory and time: a pack bomb ---------------------------------------------------------
+@pytest.mark.exclusive  # a memory high-water mark and a time bound: alone
 def test_a_pack_that_inflates_hugely_is_bounded() -> None:
     """A 260 kB pack (1/1000 of git_max_transfer_bytes) whose one blob inflates to
     256 MiB: dulwich inflates every object to index the pack, in memory, after the

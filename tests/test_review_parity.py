@@ -29,6 +29,8 @@ from mlemremote.core.objects import MlemData, MlemModel
 
 PEER_REASON = missing_reason()
 needs_peer = pytest.mark.skipif(PEER_REASON is not None, reason=f"MLEM peer: {PEER_REASON}")
+# In a parallel run the module runs on one worker: one MLEM peer process (a module fixture).
+pytestmark = pytest.mark.xdist_group("review-parity")
 
 # What the previous mlemremote (HEAD~2) wrote, byte for byte (checked by running it).
 OLD_LINK = (

@@ -2,20 +2,17 @@
 
 Afterwards the successful moves equal the history entries (plus the creation) and, in
 the log, no two moves replaced the same version: no update was lost. Writers are
-processes (threads for the in-process memory filesystem).
+processes (forked by tests/forked.py; threads for the in-process memory filesystem).
 """
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
+import forked
 import pytest
-from conftest import REPORT, VERSIONED, Backend
-from stress_worker import run
+import stress_worker
+from conftest import BACKENDS, REPORT, VERSIONED, Backend
 
 from mlemremote.api import history, init, link
 from mlemremote.core.objects import MlemModel
@@ -23,9 +20,15 @@ from mlemremote.core.objects import MlemModel
 WRITERS = 8
 MOVES = 4
 MODELS = ["v0", "v1", "v2"]
+# In a parallel run these run one after another on one worker (beside other tests): each
+# has 8 writer processes of its own.
+pytestmark = pytest.mark.xdist_group("stress")
+# "kept" (versioned_backend) differs from "not-kept" only where versions are kept: on
+# memory and Azure it is the very same kind of bucket, so those run once.
+CASES = [(b, v) for b in BACKENDS for v in ("kept", "not-kept") if b in VERSIONED or v != "kept"]
 
 
-@pytest.mark.parametrize("versions", ["kept", "not-kept"])
+@pytest.mark.parametrize(("backend", "versions"), CASES, indirect=["backend"])
 def test_concurrent_compare_and_swap_moves(
     backend: Backend, request: pytest.FixtureRequest, versions: str
 ) -> None:
@@ -45,20 +48,20 @@ def test_concurrent_compare_and_swap_moves(
     ]
     if b.name == "memory":
         with ThreadPoolExecutor(WRITERS) as pool:
-            results = list(pool.map(lambda job: run(**job), jobs))
+            results = list(pool.map(lambda job: stress_worker.run(**job), jobs))
     else:
-        worker = str(Path(__file__).with_name("stress_worker.py"))
-        procs = [
-            subprocess.Popen(
-                [sys.executable, worker, json.dumps(job)], stdout=subprocess.PIPE, text=True
-            )
-            for job in jobs
-        ]
+        writers = [forked.start(stress_worker.in_process, job) for job in jobs]
         results = []
-        for proc in procs:
-            out, _ = proc.communicate(timeout=300)
-            assert proc.returncode == 0
-            results.append(json.loads(out))
+        for proc, conn in writers:
+            assert conn.poll(300), "a writer still runs after 300 s"
+            try:
+                results.append(conn.recv())
+            except EOFError:
+                proc.join(10)
+                pytest.fail(f"a writer died (exit code {proc.exitcode})")
+            proc.join(30)
+            conn.close()
+            assert proc.exitcode == 0
 
     successes = sum(r["successes"] for r in results)
     conflicts = sum(r["conflicts"] for r in results)

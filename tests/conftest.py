@@ -326,7 +326,7 @@ REPORT: defaultdict[str, list[str]] = defaultdict(list)
 
 def _backend_of(item: pytest.Item) -> str:
     callspec = getattr(item, "callspec", None)
-    for name in ("backend", "proxied"):
+    for name in ("backend", "proxied", "cloud_model"):
         if callspec is not None and name in callspec.params:
             return str(callspec.params[name])
     marker = item.get_closest_marker("backends")

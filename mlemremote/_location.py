@@ -628,10 +628,7 @@ def explain_options(
     scheme, _ = split_scheme(path)
     if repo_loc.git_root is not None or (scheme is None and not path.startswith("/")):
         return _explain_named(repo_loc.uri, storage_options, f"in repo {repo_loc.uri}")
-    loc = _explain_target(path, repo_loc)
-    if loc is not None:
-        return loc
-    return _explain_named(path, storage_options, "named in the call")
+    return _explain_target(path, repo_loc, storage_options)
 
 
 def _explain_named(path: str, storage_options: Mapping[str, Any] | None, how: str) -> Explanation:
@@ -648,17 +645,24 @@ def _explain_named(path: str, storage_options: Mapping[str, Any] | None, how: st
     return _explained(scheme, uri, option_layers(storage_options, remotes), how)
 
 
-def _explain_target(path: str, repo_loc: Location) -> Explanation | None:
-    """`path` as a link read from `repo_loc` reaches it, or None when it lies inside the
-    repo's storage (then named in the call)."""
+def _explain_target(
+    path: str, repo_loc: Location, storage_options: Mapping[str, Any] | None
+) -> Explanation:
+    """`path` as a call naming it in `repo_loc` reaches it: in the repo's bucket, with the
+    repo's filesystem (or the call's options); elsewhere, as a link read from the repo."""
     refuse_secrets(path)
     scheme, uri = split_scheme(path)
     if scheme is None or scheme in ("file", "local") or git.parse_git_url(path, None, whole=False):
-        return None
+        return _explain_named(path, storage_options, "named in the call")
     same_protocol = scheme in _protocols(repo_loc.fs)
     cls = filesystem_class(scheme)
     if same_protocol and top_of(scheme, cls._strip_protocol(uri)) == repo_loc.bucket:
-        return None
+        how = f"in the bucket of repo {repo_loc.uri}"
+        if storage_options is not None:
+            return _explain_named(path, storage_options, how)
+        found = _explain_named(repo_loc.uri, None, how + ": with the repo's filesystem")
+        found.uri = path
+        return found
     anchor_remotes(repo_loc.as_repo())
     remotes = (current_remotes() or Remotes()).for_uri(uri)
     how = f"a link target read from repo {repo_loc.uri}"

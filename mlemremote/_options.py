@@ -43,6 +43,7 @@ SDK variable in play, with its source, secrets masked.
 from __future__ import annotations
 
 import difflib
+import functools
 import inspect
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -146,12 +147,13 @@ class EnvVar:
 @dataclass(frozen=True)
 class Rules:
     package: str
+    sdk: str = ""  # what reads the environment variables
     aliases: tuple[Alias, ...] = ()
     alternatives: tuple[tuple[frozenset[OptionPath], ...], ...] = ()
     environment: tuple[EnvVar, ...] = ()
     timeout: Callable[[float], tuple[OptionPath, Any]] | None = None
-    accepted: Callable[[type[AbstractFileSystem]], frozenset[str]] | None = None
-    nested: Mapping[str, Callable[[], frozenset[str]]] = field(default_factory=dict)
+    accepted: Callable[..., frozenset[str]] | None = None
+    nested: Mapping[str, Callable[..., frozenset[str]]] = field(default_factory=dict)
     hints: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -176,6 +178,7 @@ def _named(func: Any) -> set[str]:
     return {p.name for p in params if p.kind in kinds} - {"self"}
 
 
+@functools.cache
 def _s3_accepted(cls: type[AbstractFileSystem]) -> frozenset[str]:
     # s3fs hands what it does not name to aiobotocore's session (`profile`, ...).
     from aiobotocore.session import AioSession
@@ -183,18 +186,21 @@ def _s3_accepted(cls: type[AbstractFileSystem]) -> frozenset[str]:
     return frozenset(_named(cls.__init__) | _named(AioSession.__init__) | _FSSPEC)
 
 
+@functools.cache
 def _s3_client_kwargs() -> frozenset[str]:
     from botocore.session import Session
 
     return frozenset(_named(Session.create_client) - {"service_name", "config"})
 
 
+@functools.cache
 def _s3_config_kwargs() -> frozenset[str]:
     from aiobotocore.config import AioConfig
 
     return frozenset(set(AioConfig.OPTION_DEFAULTS) | _named(AioConfig.__init__))
 
 
+@functools.cache
 def _gcs_accepted(cls: type[AbstractFileSystem]) -> frozenset[str]:
     # gcsfs hands the rest to fsspec, which ignores what it does not know.
     from fsspec.asyn import AsyncFileSystem
@@ -212,6 +218,7 @@ _AZURE_IDENTITY = frozenset({
 })  # fmt: skip
 
 
+@functools.cache
 def _azure_accepted(cls: type[AbstractFileSystem]) -> frozenset[str]:
     return frozenset(_named(cls.__init__) | _FSSPEC | _AZURE_IDENTITY)
 
@@ -224,6 +231,7 @@ def _gcs_timeout(seconds: float) -> tuple[OptionPath, Any]:
 
 S3 = Rules(
     "s3fs",
+    "botocore",
     aliases=(
         Alias(("client_kwargs", "endpoint_url"), ("endpoint_url",)),
         Alias(("username",), ("key",)),
@@ -241,8 +249,8 @@ S3 = Rules(
         _env("AWS_ACCESS_KEY_ID", "key", "secret", "token", "profile", "anon"),
         _env("AWS_SECRET_ACCESS_KEY", "secret", "key", "token", "profile", "anon"),
         _env("AWS_SESSION_TOKEN", "token", "key", "secret", "profile", "anon"),
+        _env("AWS_DEFAULT_PROFILE", "profile", "key", "secret", "token", "anon"),
         _env("AWS_PROFILE", "profile", "key", "secret", "token", "anon"),
-        _env("AWS_REGION", "client_kwargs.region_name"),
         _env("AWS_DEFAULT_REGION", "client_kwargs.region_name"),
     ),
     timeout=lambda seconds: (("config_kwargs", "connect_timeout"), seconds),
@@ -252,10 +260,12 @@ S3 = Rules(
 )
 GCS = Rules(
     "gcsfs",
+    "gcsfs and google-auth",
     aliases=(Alias(("anon",), ("token",), _gcs_anon),),
     environment=(
         _env("STORAGE_EMULATOR_HOST", "endpoint_url"),
         _env("GOOGLE_APPLICATION_CREDENTIALS", "token"),
+        _env("GCSFS_DEFAULT_PROJECT", "project"),  # (read when gcsfs is imported)
         _env("GOOGLE_CLOUD_PROJECT", "project"),
     ),
     timeout=_gcs_timeout,
@@ -264,6 +274,7 @@ GCS = Rules(
 _AZURE_ACCOUNT = ("account_name", "account_host", "account_key", "sas_token", "credential")
 _AZURE_PRINCIPAL = ("client_id", "client_secret", "tenant_id")
 AZURE = Rules(
+    "adlfs",
     "adlfs",
     alternatives=(
         # The account, and how to sign in to it: a connection string says both.
@@ -453,8 +464,10 @@ def plan_for(
     rows: list[Row] = []
     problem: StorageOptionError | None = None
 
+    position = {id(layer): i for i, layer in enumerate(stack)}
+
     def label(path: OptionPath, layer: Layer) -> str:
-        given = spelled.get((stack.index(layer), path))
+        given = spelled.get((position[id(layer)], path))
         return _dotted(path) + (f" (as {_dotted(given)})" if given else "")
 
     def overridden(path: OptionPath, value: Any, loser: Layer, winner: Layer) -> None:
@@ -501,7 +514,7 @@ def plan_for(
 
     used_rows = [
         Row(label(path, layer), shown(path, value), layer.where(path), True)
-        for path, (value, layer) in sorted(merged.items(), key=lambda i: stack.index(i[1][1]))
+        for path, (value, layer) in sorted(merged.items(), key=lambda i: position[id(i[1][1])])
     ]
     try:
         _check_known(cls, rules, merged)
@@ -595,10 +608,19 @@ def _check_azure_environment(rules: Rules, merged: Mapping[OptionPath, tuple[Any
 
 
 def _environment_rows(rules: Rules, merged: Mapping[OptionPath, tuple[Any, Layer]]) -> list[Row]:
+    """The SDK's variables that are set: used where nothing above sets their option (the
+    first of several for one option: the SDK's order)."""
     rows = []
+    first: dict[str, str] = {}
     for var in rules.environment:
         if not os.environ.get(var.name):
             continue
+        if var.option in first:
+            value = shown((var.name,), os.environ[var.name])
+            note = f"not used: ${first[var.option]} comes first"
+            rows.append(Row(f"${var.name}", value, f"{SDK} (${var.name})", False, note))
+            continue
+        first[var.option] = var.name
         setters = [p for p in sorted(var.shadows) if p in merged and merged[p][0] is not None]
         setters = [p for p in setters if p != ("anon",) or merged[p][0]]
         value = shown((var.name,), os.environ[var.name])
@@ -608,7 +630,7 @@ def _environment_rows(rules: Rules, merged: Mapping[OptionPath, tuple[Any, Layer
             note = f"not used: {_dotted(setters[0])} is set by {winner}"
             rows.append(Row(f"${var.name}", value, source, False, note))
         else:
-            note = f"read by {rules.package}'s SDK: nothing above sets {var.option}"
+            note = f"read by {rules.sdk}: nothing above sets {var.option}"
             rows.append(Row(f"${var.name}", value, source, True, note))
     return rows
 

@@ -14,7 +14,7 @@ from the first source that gives it:
 6. the SDK's environment (`AWS_*`, `AZURE_STORAGE_*`, `STORAGE_EMULATOR_HOST`, ...), which
    botocore, adlfs and gcsfs read themselves for what nothing above sets.
 
-How they merge (`plan`):
+How they merge (`plan_for`):
 
 - option by option; an option named `*_kwargs` (`client_kwargs`, `config_kwargs`, ...) is
   a mapping merged key by key; any other value is replaced whole (a gcsfs `token` dict);
@@ -30,13 +30,14 @@ How they merge (`plan`):
   backend does not take: `StorageOptionError`, one line naming the option and its source
   (never the value).
 
-`explain` tells, for one set of sources, every option used, every one overridden and every
-SDK variable in play, with its source, secrets masked.
+`Plan.rows` tell every option used, every one overridden and every SDK variable in play,
+with its source, secrets masked (`api.explain_storage_options`, `show --explain-config`).
 
->>> rows = plan_for("s3", [Layer("the call", {"client_kwargs": {"endpoint_url": "http://a"}}),
-...                        Layer("fsspec", {"endpoint_url": "http://b", "key": "k3y-id"})],
-...                 fsspec_config=False).kwargs
->>> rows["endpoint_url"], rows["key"]
+>>> kwargs = plan_for("s3", [
+...     Layer("the call", {"client_kwargs": {"endpoint_url": "http://a"}}),
+...     Layer("fsspec", {"endpoint_url": "http://b", "key": "k3y-id"}),
+... ], fsspec_config=False).kwargs
+>>> kwargs["endpoint_url"], kwargs["key"]
 ('http://a', 'k3y-id')
 """
 

@@ -115,6 +115,7 @@ def parse_remotes(content: Any, origin: str, *, shared: bool) -> list[Remote]:
                 )
         if shared:
             _refuse_secrets(options, where)
+            _refuse_transport(options, where)
         found.append(Remote(str(name), settings["url"], options, env, origin, tuple(prefixes)))
     return found
 
@@ -128,6 +129,27 @@ def _refuse_secrets(options: Mapping[str, Any], where: str) -> None:
                 f"{where}: option {option!r} looks like a secret; a repo's config is shared, "
                 "so put it in your user config (as 'env:') instead"
             )
+
+
+# Options that weaken or reroute the user's connections (TLS off, no certificate check,
+# a proxy, an object of the caller's own): never from a config that others write.
+_TRANSPORT = frozenset({
+    "use_ssl", "verify", "proxies", "proxy", "proxies_config", "session", "request_session",
+    "session_kwargs", "connector_args", "http_session_cls", "trust_env", "ssl",
+})  # fmt: skip
+
+
+def _refuse_transport(options: Mapping[str, Any], where: str, prefix: str = "") -> None:
+    for option, value in options.items():
+        name = f"{prefix}{option}"
+        if str(option).lower() in _TRANSPORT:
+            raise RemoteConfigError(
+                f"{where}: option {name!r} changes how your connections are made (TLS, "
+                "certificates, proxies); a repo's config is shared, so put it in your user "
+                f"config ({user_config_path()}) instead"
+            )
+        if isinstance(value, Mapping):
+            _refuse_transport(value, where, f"{name}.")
 
 
 def user_config_path() -> Path:

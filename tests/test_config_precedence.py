@@ -452,3 +452,25 @@ def test_explain_names_how_a_uri_is_reached(tmp_path: Path) -> None:
         explain_storage_options("ftp://host/x")
     with pytest.raises(MlemError):
         explain_storage_options("s3://b/x", storage_options="notadict")  # type: ignore[arg-type]
+
+
+@pytest.mark.backends("none")
+@pytest.mark.parametrize(
+    "options",
+    [{"use_ssl": False}, {"client_kwargs": {"verify": False}},
+     {"config_kwargs": {"proxies": {"https": "http://proxy.example:3128"}}},
+     {"session_kwargs": {"trust_env": True}}],
+    ids=["use_ssl", "verify", "proxies", "session_kwargs"],
+)  # fmt: skip
+def test_a_repos_config_cannot_weaken_or_reroute_your_connections(
+    options: dict[str, Any], tmp_path: Path
+) -> None:
+    """Your credentials (fsspec's configuration, the SDK's environment) reach the bucket
+    a repo's remote names: the repo may say where it is, never how to connect."""
+    repo = str(tmp_path / "repo")
+    init(repo)
+    remote = {"url": "s3://bucket", "options": {"endpoint_url": "https://s3.example", **options}}
+    (Path(repo) / ".mlem" / "config.yaml").write_text(yaml.safe_dump({"remotes": {"t": remote}}))
+    MlemLink(path="s3://bucket/m.mlem", link_type="model").dump("alias", repo=repo)
+    with pytest.raises(RemoteConfigError, match="changes how your connections are made"):
+        load_meta("alias", repo=repo)

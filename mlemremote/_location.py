@@ -682,7 +682,7 @@ def _explained(scheme: str, uri: str, layers: list[Layer], how: str) -> Explanat
         remember(layer.options)
     for protocol in protocols_of(cls):
         remember(fsspec.config.conf.get(protocol))
-    plan = plan_for(cls, layers, strict=False)
+    plan = plan_for(cls, layers, strict=False, explain=True)
     problem = None if plan.problem is None else str(plan.problem)
     return Explanation(
         uri if "://" in uri else f"{scheme}://{uri}", plan.backend, how, plan.rows, problem

@@ -442,10 +442,12 @@ def plan_for(
     *,
     strict: bool = True,
     fsspec_config: bool = True,
+    explain: bool = False,
 ) -> Plan:
     """Merge `layers` (most specific first), then fsspec's configuration and the default
     timeout, into the keyword arguments of the filesystem class. `strict`: raise
-    `StorageOptionError` on a conflict or an unknown option (else kept in `problem`)."""
+    `StorageOptionError` on a conflict or an unknown option (else kept in `problem`);
+    `explain`: fill `rows` (the source of every option, secrets masked)."""
     cls = (
         fsspec.get_filesystem_class(scheme_or_cls)
         if isinstance(scheme_or_cls, str)
@@ -472,6 +474,8 @@ def plan_for(
         return _dotted(path) + (f" (as {_dotted(given)})" if given else "")
 
     def overridden(path: OptionPath, value: Any, loser: Layer, winner: Layer) -> None:
+        if not explain:
+            return
         rows.append(
             Row(
                 label(path, loser),
@@ -516,6 +520,7 @@ def plan_for(
     used_rows = [
         Row(label(path, layer), shown(path, value), layer.where(path), True)
         for path, (value, layer) in sorted(merged.items(), key=lambda i: position[id(i[1][1])])
+        if explain
     ]
     try:
         _check_known(cls, rules, merged)
@@ -524,7 +529,7 @@ def plan_for(
         if strict:
             raise
         problem = exc
-    env_rows = _environment_rows(rules, merged)
+    env_rows = _environment_rows(rules, merged) if explain else []
     kwargs = _unflatten({path: value for path, (value, _) in merged.items()})
     if fsspec_config:
         # fsspec merges its configuration under these arguments once more: an option

@@ -22,6 +22,7 @@ _EXPORTS = {
     "resolve": "mlemremote.api",
     "check": "mlemremote.api",
     "configure": "mlemremote.api",
+    "explain_storage_options": "mlemremote.api",
     "history": "mlemremote.api",
     "init": "mlemremote.api",
     "link": "mlemremote.api",
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
     from mlemremote.api import (
         check,
         configure,
+        explain_storage_options,
         history,
         init,
         link,
@@ -75,6 +77,7 @@ __all__ = [
     "MlemObject",
     "check",
     "configure",
+    "explain_storage_options",
     "history",
     "init",
     "link",

@@ -275,6 +275,16 @@ def show(
     ] = False,
     storage_option: StorageOptions = None,
     json_out: Json = False,
+    explain_config: Annotated[
+        bool,
+        typer.Option(
+            "--explain-config",
+            help="Read nothing; print the storage options PATH would be opened with and "
+            "where each comes from (-o, your remote, the repo's remote, fsspec's "
+            "configuration, the SDK's environment), secrets masked. A PATH outside "
+            "--repo is taken as a link target read from that repo.",
+        ),
+    ] = False,
     verbose: Verbose = False,
 ) -> None:
     """Show the chain of hops from PATH, each with its URI, then the final object's YAML
@@ -284,6 +294,9 @@ def show(
     from mlemremote.core.objects import build
 
     options = parse_storage_options(storage_option)
+    if explain_config:
+        _explain_config(path, repo, options, json_out, verbose)
+        return
 
     def hops() -> list[Any]:
         first = load_meta(path, repo, rev, follow_links=False, storage_options=options)
@@ -311,6 +324,37 @@ def show(
         typer.echo(f"{row['hop']:>3}  {row['object_type']:<8} {row['uri']}{points}")
     typer.echo("")
     typer.echo(chain[-1].to_yaml().rstrip())
+
+
+def _explain_config(
+    path: str, repo: str | None, options: dict[str, Any] | None, json_out: bool, verbose: bool
+) -> None:
+    """`show --explain-config`: the options for PATH, the used ones first (most specific
+    source first), then those overridden or not used; exit 2 when a call would refuse
+    them (a conflict or an unknown option), naming the problem."""
+    from mlemremote.api import explain_storage_options
+
+    found = _run(verbose, lambda: explain_storage_options(path, repo, storage_options=options))
+    if json_out:
+        typer.echo(json.dumps(found.as_dict(), indent=2))
+    else:
+        typer.echo(f"{found.uri}  ({found.backend}; {found.how})")
+        for title, rows in (
+            ("used", [r for r in found.rows if r.used]),
+            ("not used", [r for r in found.rows if not r.used]),
+        ):
+            if not rows:
+                continue
+            typer.echo(f"{title}:")
+            width = max(len(r.option) for r in rows)
+            values = min(max(len(r.value) for r in rows), 40)
+            for row in rows:
+                note = f"  ({row.note})" if row.note else ""
+                line = f"  {row.option:<{width}}  {row.value:<{values}}  <- {row.source}{note}"
+                typer.echo(line)
+    if found.problem:
+        typer.echo(f"error: {_one_line(found.problem)}", err=True)
+        raise typer.Exit(2)
 
 
 def _pointer(obj: Any) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future
 from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import unquote
 
@@ -18,6 +19,7 @@ from fsspec.implementations.local import LocalFileSystem
 from fsspec.spec import AbstractFileSystem
 
 from mlemremote._foreign import to_mlem_error
+from mlemremote._options import Layer, Row, option_layers, plan_for, protocols_of
 from mlemremote._paths import (
     CONFIG_FILE,
     MLEM_DIR,
@@ -32,9 +34,8 @@ from mlemremote._paths import (
 )
 from mlemremote._policy import refuse_secrets
 from mlemremote._redact import remember
-from mlemremote._remotes import Remotes
+from mlemremote._remotes import Remote, Remotes
 from mlemremote._remotes import current as current_remotes
-from mlemremote._settings import current as current_settings
 from mlemremote._stores import git, read_bytes, store_for
 from mlemremote.core.errors import (
     BucketNotFoundError,
@@ -176,9 +177,16 @@ class Location:
 
 
 # -- resolving -------------------------------------------------------------------------
-def filesystem(scheme: str, storage_options: Mapping[str, Any] | None) -> AbstractFileSystem:
-    """The fsspec filesystem for a scheme; options come from the caller, fsspec's config
-    (``FSSPEC_<PROTOCOL>_<KEY>``) or the SDK's own environment, never from YAML.
+def filesystem(
+    scheme: str,
+    storage_options: Mapping[str, Any] | None = None,
+    *,
+    remotes: tuple[Remote | None, Remote | None] = (None, None),
+) -> AbstractFileSystem:
+    """The fsspec filesystem for a scheme, its options merged from every source in one
+    step (`_options`): the call's `storage_options`, the user's and the repo's remote for
+    the URI (`remotes`), fsspec's configuration, the default connect timeout; the SDK
+    reads its own environment for the rest. Never from link YAML.
     Only the schemes this library has a store for are opened: other fsspec filesystems
     (ftp, sftp, github, ...) may connect somewhere as soon as they are made."""
     if scheme not in SUPPORTED_SCHEMES:
@@ -186,21 +194,17 @@ def filesystem(scheme: str, storage_options: Mapping[str, Any] | None) -> Abstra
             f"{_short(scheme)}:// is not supported; use one of "
             + ", ".join(f"{s}://" for s in sorted(SUPPORTED_SCHEMES))
         )
-    try:
-        cls = fsspec.get_filesystem_class(scheme)
-    except ValueError:
-        raise UnsupportedLocationError(f"unknown URI scheme {_short(scheme)}") from None
-    except ImportError as exc:
-        extra = EXTRAS.get(scheme)
-        hint = f": pip install 'mlemremote[{extra}]'" if extra else ""
-        raise UnsupportedLocationError(f"{scheme}:// needs a backend package{hint}") from exc
+    cls = filesystem_class(scheme)
     if scheme == "file" or cls is LocalFileSystem:
         return fsspec.filesystem("file")
-    remember(storage_options)
-    for protocol in _protocols(cls):
+    layers = option_layers(storage_options, remotes)
+    for layer in layers:
+        remember(layer.options)
+    for protocol in protocols_of(cls):
         remember(fsspec.config.conf.get(protocol))
+    kwargs = plan_for(cls, layers).kwargs  # (StorageOptionError: a conflict, named)
     try:
-        return fsspec.filesystem(scheme, **_with_connect_timeout(cls, storage_options))
+        return fsspec.filesystem(scheme, **kwargs)
     except Exception as exc:
         # A missing or malformed setting (no Azure account, a bad connection string or
         # service-account dict, an option the backend does not take): say which scheme.
@@ -211,37 +215,17 @@ def filesystem(scheme: str, storage_options: Mapping[str, Any] | None) -> Abstra
         ) from None
 
 
-def _with_connect_timeout(
-    cls: type[AbstractFileSystem], storage_options: Mapping[str, Any] | None
-) -> dict[str, Any]:
-    """`storage_options` with the `connect_timeout` setting added where the backend takes
-    one (S3: botocore's `connect_timeout`; GCS: aiohttp's `sock_connect`; Azure:
-    azure-core's `connection_timeout`). A value the caller or fsspec's configuration
-    gives for it is kept."""
-    options = dict(storage_options or {})
-    given: dict[str, Any] = {}
-    for protocol in _protocols(cls):
-        given.update(fsspec.config.conf.get(protocol) or {})
-    given.update(options)
-    seconds = current_settings().connect_timeout
-    protocols = set(_protocols(cls))
-    if "s3" in protocols:
-        config = given.get("config_kwargs")
-        config = dict(config) if isinstance(config, Mapping) else {}
-        if config.get("connect_timeout") is None:
-            config["connect_timeout"] = seconds
-        # One attempt per botocore call: retries are ours (`retry_attempts`, within
-        # `retry_max_seconds`), not botocore's inside each of ours (a refused port took
-        # a minute of 5 x 5 attempts with backoff).
-        config.setdefault("retries", {"total_max_attempts": 1})
-        options["config_kwargs"] = config
-    elif "gs" in protocols and given.get("requests_timeout") is None:
-        import aiohttp
-
-        options["requests_timeout"] = aiohttp.ClientTimeout(sock_connect=seconds)
-    elif protocols & {"abfs", "az"} and given.get("connection_timeout") is None:
-        options["connection_timeout"] = seconds
-    return options
+def filesystem_class(scheme: str) -> type[AbstractFileSystem]:
+    """fsspec's class for `scheme`; `UnsupportedLocationError` when its package is
+    missing (naming the extra to install)."""
+    try:
+        return fsspec.get_filesystem_class(scheme)  # type: ignore[no-any-return]
+    except ValueError:
+        raise UnsupportedLocationError(f"unknown URI scheme {_short(scheme)}") from None
+    except ImportError as exc:
+        extra = EXTRAS.get(scheme)
+        hint = f": pip install 'mlemremote[{extra}]'" if extra else ""
+        raise UnsupportedLocationError(f"{scheme}:// needs a backend package{hint}") from exc
 
 
 def resolve(
@@ -407,24 +391,24 @@ def _filesystem_for(
     storage_options: Mapping[str, Any] | None,
     like: Location | None,
 ) -> AbstractFileSystem:
-    """Explicit options win; a link within one bucket keeps its filesystem; a link that
-    leaves it uses the remote configured for its URI, else the filesystem it came from
-    (same protocol), else fsspec's defaults."""
-    if storage_options is not None:
-        return filesystem(scheme, storage_options)
+    """A link within one bucket keeps its filesystem; else the options of every source
+    are merged (`filesystem`): the call's (for a location named in the call), the
+    remotes for `uri`. A link that leaves its bucket for no remote keeps the filesystem it
+    came from (same protocol), else fsspec's defaults."""
     same_protocol = like is not None and like.git_root is None and scheme in _protocols(like.fs)
     if (
-        like is not None
+        storage_options is None
+        and like is not None
         and same_protocol
         and top_of(scheme, like.fs._strip_protocol(uri)) == like.bucket
     ):
         return like.fs
-    remote = (current_remotes() or Remotes()).match(uri)
-    if remote is not None:
-        return filesystem(scheme, remote.storage_options())
-    if like is not None and same_protocol:
+    # A repo's shared config is never mixed into options the caller gave: it could send
+    # them (and the credentials of fsspec's configuration) to an endpoint of its choice.
+    remotes = (current_remotes() or Remotes()).for_uri(uri, repo=storage_options is None)
+    if storage_options is None and remotes == (None, None) and like is not None and same_protocol:
         return like.fs
-    return filesystem(scheme, None)
+    return filesystem(scheme, storage_options, remotes=remotes)
 
 
 def _protocols(fs: AbstractFileSystem | type[AbstractFileSystem]) -> tuple[str, ...]:
@@ -601,3 +585,105 @@ def confined(loc: Location, root: str) -> bool:
     if not loc.is_local:
         return True
     return is_inside(os.path.realpath(loc.fullpath), os.path.realpath(root))
+
+
+# -- explaining options ------------------------------------------------------------------
+@dataclass
+class Explanation:
+    """What `explain_options` found for one URI: the options its filesystem is made with
+    and the source of each (`rows`, secrets masked), and how the URI is reached."""
+
+    uri: str
+    backend: str
+    how: str
+    rows: list[Row] = field(default_factory=list)
+    problem: str | None = None  # a conflict or unknown option: what a call would raise
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "uri": self.uri,
+            "backend": self.backend,
+            "how": self.how,
+            "options": [r.as_dict() for r in self.rows],
+            "problem": self.problem,
+        }
+
+
+def explain_options(
+    path: str, repo: str | None = None, *, storage_options: Mapping[str, Any] | None = None
+) -> Explanation:
+    """The storage options a call would open `path` with (in `repo`), and where each
+    comes from; nothing is read, except the repo's config when `path` lies outside
+    `repo` (it is then taken as a link target read from `repo`, whose remotes apply)."""
+    if not isinstance(path, str) or not path.strip() or not _printable(path):
+        raise InvalidLinkError(f"not a valid path: {_short(path)}")
+    if storage_options is not None and not isinstance(storage_options, Mapping):
+        raise InvalidArgumentError(
+            f"storage_options must be a mapping of option names to values, not "
+            f"{type(storage_options).__name__}"
+        )
+    if repo is None:
+        return _explain_named(path, storage_options, "named in the call")
+    repo_loc = resolve(repo, storage_options=storage_options)
+    scheme, _ = split_scheme(path)
+    if repo_loc.git_root is not None or (scheme is None and not path.startswith("/")):
+        return _explain_named(repo_loc.uri, storage_options, f"in repo {repo_loc.uri}")
+    return _explain_target(path, repo_loc, storage_options)
+
+
+def _explain_named(path: str, storage_options: Mapping[str, Any] | None, how: str) -> Explanation:
+    refuse_secrets(path)
+    scheme, uri = split_scheme(path)
+    if scheme is None or scheme in ("file", "local"):
+        return Explanation(path, "local disk", how + "; local disk takes no storage options")
+    if git.parse_git_url(path, None, whole=False) is not None:
+        return Explanation(
+            path, "git", how + "; a git repository takes no storage options (your remotes "
+            "give its username and token)"
+        )  # fmt: skip
+    remotes = (current_remotes() or Remotes()).for_uri(uri, repo=storage_options is None)
+    return _explained(scheme, uri, option_layers(storage_options, remotes), how)
+
+
+def _explain_target(
+    path: str, repo_loc: Location, storage_options: Mapping[str, Any] | None
+) -> Explanation:
+    """`path` as a call naming it in `repo_loc` reaches it: in the repo's bucket, with the
+    repo's filesystem (or the call's options); elsewhere, as a link read from the repo."""
+    refuse_secrets(path)
+    scheme, uri = split_scheme(path)
+    if scheme is None or scheme in ("file", "local") or git.parse_git_url(path, None, whole=False):
+        return _explain_named(path, storage_options, "named in the call")
+    same_protocol = scheme in _protocols(repo_loc.fs)
+    cls = filesystem_class(scheme)
+    if same_protocol and top_of(scheme, cls._strip_protocol(uri)) == repo_loc.bucket:
+        how = f"in the bucket of repo {repo_loc.uri}"
+        if storage_options is not None:
+            return _explain_named(path, storage_options, how)
+        found = _explain_named(repo_loc.uri, None, how + ": with the repo's filesystem")
+        found.uri = path
+        return found
+    anchor_remotes(repo_loc.as_repo())
+    remotes = (current_remotes() or Remotes()).for_uri(uri)
+    how = f"a link target read from repo {repo_loc.uri}"
+    if remotes == (None, None) and same_protocol:
+        # The filesystem the link was read with: the repo's own.
+        inherited = _explain_named(repo_loc.uri, None, how)
+        inherited.how = f"{how}: no remote for it, so the repo's own filesystem"
+        return inherited
+    return _explained(scheme, uri, option_layers(None, remotes), how)
+
+
+def _explained(scheme: str, uri: str, layers: list[Layer], how: str) -> Explanation:
+    if scheme not in SUPPORTED_SCHEMES:
+        raise UnsupportedLocationError(f"{_short(scheme)}:// is not supported")
+    cls = filesystem_class(scheme)
+    for layer in layers:
+        remember(layer.options)
+    for protocol in protocols_of(cls):
+        remember(fsspec.config.conf.get(protocol))
+    plan = plan_for(cls, layers, strict=False, explain=True)
+    problem = None if plan.problem is None else str(plan.problem)
+    return Explanation(
+        uri if "://" in uri else f"{scheme}://{uri}", plan.backend, how, plan.rows, problem
+    )

@@ -14,8 +14,8 @@ Two places define them, both as a `remotes:` mapping of name -> settings:
         options: {endpoint_url: "https://minio.example.com"}
         env: {key: ONPREM_ACCESS_KEY, secret: ONPREM_SECRET_KEY}   # user config only
 
-For a URI, the remote with the longest matching `url` wins; a repo's and the user's
-remote for the same url merge, the user's settings on top.
+For a URI, each config's remote with the longest matching `url` applies; the user's
+options win over the repo's (see `_options` for every source and its precedence).
 
 A remote of the user's config can also serve other URLs, as Git's `url.<base>.insteadOf`
 does: a URL that starts with one of its `insteadof` prefixes is read from its `url`
@@ -115,6 +115,7 @@ def parse_remotes(content: Any, origin: str, *, shared: bool) -> list[Remote]:
                 )
         if shared:
             _refuse_secrets(options, where)
+            _refuse_transport(options, where)
         found.append(Remote(str(name), settings["url"], options, env, origin, tuple(prefixes)))
     return found
 
@@ -128,6 +129,27 @@ def _refuse_secrets(options: Mapping[str, Any], where: str) -> None:
                 f"{where}: option {option!r} looks like a secret; a repo's config is shared, "
                 "so put it in your user config (as 'env:') instead"
             )
+
+
+# Options that weaken or reroute the user's connections (TLS off, no certificate check,
+# a proxy, an object of the caller's own): never from a config that others write.
+_TRANSPORT = frozenset({
+    "use_ssl", "verify", "proxies", "proxy", "proxies_config", "session", "request_session",
+    "session_kwargs", "connector_args", "http_session_cls", "trust_env", "ssl",
+})  # fmt: skip
+
+
+def _refuse_transport(options: Mapping[str, Any], where: str, prefix: str = "") -> None:
+    for option, value in options.items():
+        name = f"{prefix}{option}"
+        if str(option).lower() in _TRANSPORT:
+            raise RemoteConfigError(
+                f"{where}: option {name!r} changes how your connections are made (TLS, "
+                "certificates, proxies); a repo's config is shared, so put it in your user "
+                f"config ({user_config_path()}) instead"
+            )
+        if isinstance(value, Mapping):
+            _refuse_transport(value, where, f"{name}.")
 
 
 def user_config_path() -> Path:
@@ -159,16 +181,17 @@ class Remotes:
         self.repo_config: tuple[Callable[[], bytes | None], str] | None = None
         self._repo: list[Remote] | None = None
 
+    def for_uri(self, uri: str, *, repo: bool = True) -> tuple[Remote | None, Remote | None]:
+        """(the user's remote for `uri`, the repo's unless not `repo`): in each config, the
+        one with the longest matching url. The user's comes first: its options win."""
+        return _longest(self.user, uri), _longest(self._repo_remotes(), uri) if repo else None
+
     def match(self, uri: str) -> Remote | None:
-        """The remote for `uri`: the longest matching url; a repo's remote and the user's
-        for the same url merge, the user's options (and secrets from `env`) on top."""
-        matching = [r for r in [*self._repo_remotes(), *self.user] if r.matches(uri)]
-        if not matching:
-            return None
-        longest = max(len(r.url.rstrip("/")) for r in matching)
-        chosen = [r for r in matching if len(r.url.rstrip("/")) == longest]
-        if len(chosen) == 1:
-            return chosen[0]
+        """The remote for `uri`: the repo's and the user's (see `for_uri`) merged, the
+        user's options (and secrets from `env`) on top."""
+        chosen = [r for r in reversed(self.for_uri(uri)) if r is not None]
+        if len(chosen) <= 1:
+            return chosen[0] if chosen else None
         options: dict[str, Any] = {}
         env: dict[str, str] = {}
         for remote in chosen:  # repo first, then user: the user's settings win
@@ -205,6 +228,25 @@ class Remotes:
             content = _yaml.load(data, origin) if data else None
             self._repo = parse_remotes(content, origin, shared=True)
         return self._repo
+
+
+def _longest(remotes: list[Remote], uri: str) -> Remote | None:
+    """The remote of one config for `uri`: the longest matching url (remotes of that
+    config with the same url merge, the later on top)."""
+    matching = [r for r in remotes if r.matches(uri)]
+    if not matching:
+        return None
+    longest = max(len(r.url.rstrip("/")) for r in matching)
+    chosen = [r for r in matching if len(r.url.rstrip("/")) == longest]
+    if len(chosen) == 1:
+        return chosen[0]
+    options: dict[str, Any] = {}
+    env: dict[str, str] = {}
+    for remote in chosen:
+        options.update(remote.options)
+        env.update(remote.env)
+    names = "+".join(dict.fromkeys(r.name for r in chosen))
+    return Remote(names, chosen[-1].url, options, env, chosen[-1].origin)
 
 
 def _under(uri: str, prefix: str) -> bool:

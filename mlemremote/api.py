@@ -45,6 +45,23 @@ StorageOptions = Mapping[str, Any]
 resolve_location = public(_location.resolve)  # the package root's `resolve`
 
 
+@public
+def explain_storage_options(
+    path: str, repo: str | None = None, *, storage_options: StorageOptions | None = None
+) -> _location.Explanation:
+    """The storage options `path` (in `repo`) would be opened with, and the source of each
+    (the call, your remote, the repo's remote, fsspec's configuration, the default, the
+    SDK's environment), secrets masked; `.problem` names a conflict a call would raise.
+    A `path` outside `repo` is taken as a link target read from it (its remotes apply).
+
+    >>> from mlemremote.api import explain_storage_options
+    >>> found = explain_storage_options("s3://bucket/m", storage_options={"endpoint_url": "http://x"})
+    >>> [(r.option, r.value, r.source) for r in found.rows if r.option == "endpoint_url"][0]
+    ('endpoint_url', 'http://x', "the call's storage options (storage_options= / -o)")
+    """
+    return _location.explain_options(path, repo, storage_options=storage_options)
+
+
 def _check_flags(**flags: object) -> None:
     """True/False arguments must be booleans (None where it means "MLEM's default")."""
     for name, value in flags.items():

@@ -388,7 +388,7 @@ _figures: list[tuple[int, int, str, str]] = []  # (test index, order, section, l
 
 def _backend_of(item: pytest.Item) -> str:
     callspec = getattr(item, "callspec", None)
-    for name in ("backend", "proxied"):
+    for name in ("backend", "proxied", "cloud_model"):
         if callspec is not None and name in callspec.params:
             return str(callspec.params[name])
     marker = item.get_closest_marker("backends")

@@ -303,8 +303,11 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description="Run the emulators on 127.0.0.1.")
     parser.add_argument("--suite", action="store_true", help="print the test suite's variables")
     parser.add_argument("--env-file", help="also write the exports to this file when ready")
+    parser.add_argument(
+        "--only", choices=["s3", "gcs", "azure"], action="append", help="start only these"
+    )
     args = parser.parse_args()
-    with running_services() as endpoints:
+    with running_services(tuple(args.only or ("s3", "gcs", "azure"))) as endpoints:
         text = _exports(endpoints.environ() if args.suite else endpoints.library_environ())
         if args.env_file:
             partial = args.env_file + ".partial"

@@ -200,10 +200,14 @@ def test_connect_timeout_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     # (botocore's inside ours kept a refused port silent for a minute).
     from s3fs import S3FileSystem
 
-    from mlemremote._location import _with_connect_timeout
+    from mlemremote._options import Layer, plan_for
 
-    config = _with_connect_timeout(S3FileSystem, {})["config_kwargs"]
+    config = plan_for(S3FileSystem, []).kwargs["config_kwargs"]
     assert config["retries"] == {"total_max_attempts": 1}
+    # a source that sets any of botocore's retries gets exactly its own
+    mine = Layer("the call's storage_options", {"config_kwargs": {"retries": {"mode": "standard"}}})
+    config = plan_for(S3FileSystem, [mine]).kwargs["config_kwargs"]
+    assert config["retries"] == {"mode": "standard"}
 
 
 @pytest.mark.parametrize("backend", ["s3-moto"], indirect=True)

@@ -179,3 +179,9 @@ class SettingsError(InvalidArgumentError):
 class UnexpectedError(MlemError):
     """Something failed that no rule of this library expected; `.original` holds it.
     Public calls raise this instead of letting a foreign exception escape."""
+
+
+class StorageOptionError(InvalidArgumentError):
+    """A storage option is unknown to its backend, or is given twice in one source (two
+    spellings with different values, or two alternatives such as `connection_string` and
+    `account_name`). The message names the option and its source, never its value."""

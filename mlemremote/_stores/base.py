@@ -9,6 +9,7 @@ checked while the bytes stream in, never after.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import hashlib
 import logging
@@ -29,11 +30,13 @@ from mlemremote._foreign import is_missing, is_transient, storage_error
 from mlemremote._redact import redact
 from mlemremote._settings import current as current_settings
 from mlemremote.core.errors import (
+    ArtifactIntegrityError,
     MetafileTooLargeError,
     MlemError,
     ReadOnlyLocationError,
     RevisionNotSupportedError,
     TimeBudgetError,
+    UnsupportedLocationError,
 )
 
 if TYPE_CHECKING:
@@ -97,6 +100,45 @@ class Version:
     version: str
     time: datetime
     deleted: bool = False
+
+
+class Body(Protocol):
+    """A file being read: its chunks in order, as they arrive (see `Store.open_body`)."""
+
+    @property
+    def size(self) -> int | None:
+        """The whole file's size, as the backend told it (None: not told)."""
+        ...
+
+    @property
+    def token(self) -> str | None:
+        """What identifies this content, so that a resumed read stays on it."""
+        ...
+
+    def read(self, most: int) -> bytes:
+        """The next chunk (at most `most` bytes; b"" at the end)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def changed(loc: Where) -> ArtifactIntegrityError:
+    return ArtifactIntegrityError(f"{loc} changed while it was being read")
+
+
+class BytesBody:
+    """A body that is already in memory (the memory filesystem, a git blob)."""
+
+    def __init__(self, data: bytes | memoryview, size: int, token: str | None) -> None:
+        self._view = memoryview(data)
+        self.size, self.token = size, token
+
+    def read(self, most: int) -> bytes:
+        chunk, self._view = self._view[:most], self._view[most:]
+        return bytes(chunk)
+
+    def close(self) -> None:
+        self._view = memoryview(b"")
 
 
 def content_token(data: bytes) -> str:
@@ -232,6 +274,22 @@ class Store:
                 return []
             raise storage_error(loc, "list", exc) from None
 
+    # -- streaming a whole file (artifacts) ----------------------------------------------
+    def open_body(
+        self, loc: Where, *, offset: int = 0, token: str | None = None, within: str | None = None
+    ) -> Body:
+        """The file at `loc` as a stream of chunks from byte `offset`: one request on
+        object stores, whose body is read as it is consumed (never all at once).
+
+        `token`: what an earlier open of the same file gave (`Body.token`); a resumed
+        read of a file that changed since raises `ArtifactIntegrityError`. `within`
+        (local disk): the folder the file must be in once symlinks are resolved,
+        checked on the descriptor that is read. A missing file raises
+        `FileNotFoundError`; anything but a regular file, `NotAFileError`; a backend's
+        other faults are raised as the backend raises them (for the caller to classify).
+        """
+        raise UnsupportedLocationError(f"cannot stream {loc}: {self.describe(loc)}")
+
     bucket_word = "bucket"  # what the top folder is called in messages
 
     def bucket_exists(self, loc: Where) -> bool:
@@ -270,6 +328,17 @@ def call_budget() -> Iterator[None]:
         yield
         return
     token = _deadline.set(time.monotonic() + current_settings().retry_max_seconds)
+    try:
+        yield
+    finally:
+        _deadline.reset(token)
+
+
+@contextmanager
+def until(deadline: float) -> Iterator[None]:
+    """Within this block, the call's time budget ends at `deadline` (a `time.monotonic()`
+    value), whatever budget was in force (an artifact's own budget, see `_artifacts`)."""
+    token = _deadline.set(deadline)
     try:
         yield
     finally:
@@ -409,6 +478,65 @@ class AsyncStore(Store):
             return sync(loc.fs.loop, func, *args, timeout=remaining(loc, what), **kw)
         except FSTimeoutError:
             raise budget_spent(loc, what) from None
+
+
+class AsyncBody:
+    """A response body on an async filesystem's event loop, read from another thread:
+    each `read` gathers up to `most` bytes on the loop (one hop per chunk, not per
+    network packet) and waits at most `retry_max_seconds` (and never past the call's
+    budget) for them; a stall raises `RequestTimeout`, a transient fault. `close` drops
+    the connection (on the loop, from any thread)."""
+
+    def __init__(
+        self,
+        loc: Where,
+        read: Callable[[int], Awaitable[bytes]],
+        close: Callable[[], Any],
+        size: int | None,
+        token: str | None,
+    ) -> None:
+        self._loc, self._read, self._close = loc, read, close
+        self.size, self.token = size, token
+        self._closed = False
+
+    def read(self, most: int) -> bytes:
+        wait = min(remaining(self._loc, "read"), current_settings().retry_max_seconds)
+        try:
+            data: bytes = sync(self._loc.fs.loop, read_up_to, self._read, most, timeout=wait)
+        except FSTimeoutError:
+            raise RequestTimeout(f"no bytes of {self._loc} arrived for {wait:.3g} s") from None
+        return data
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        loop = self._loc.fs.loop
+        with contextlib.suppress(RuntimeError):  # a closed loop: so is the connection
+            loop.call_soon_threadsafe(_quietly, self._close)
+
+
+def _quietly(close: Callable[[], Any]) -> None:
+    try:
+        result = close()
+        if asyncio.iscoroutine(result):
+            task = asyncio.ensure_future(result)
+            task.add_done_callback(lambda t: t.cancelled() or t.exception())
+    except Exception:
+        return  # closing a broken connection may fail: it is gone
+
+
+async def read_up_to(read: Callable[[int], Awaitable[bytes]], most: int) -> bytes:
+    """Up to `most` bytes of a body: as many reads as it takes, b"" at its end."""
+    parts: list[bytes] = []
+    total = 0
+    while total < most:
+        chunk = await read(most - total)
+        if not chunk:
+            break
+        parts.append(chunk)
+        total += len(chunk)
+    return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 # -- reading a body under the cap, within the budget -----------------------------------

@@ -15,14 +15,17 @@ from typing import Any
 from mlemremote._foreign import storage_error
 from mlemremote._redact import redact
 from mlemremote._stores.base import (
+    AsyncBody,
     AsyncStore,
     Blob,
+    Body,
     Expect,
     Expected,
     Version,
     Where,
     WriteConflict,
     Written,
+    changed,
     own_timeouts,
     read_capped,
     told_size,
@@ -59,6 +62,22 @@ class GCSStore(AsyncStore):
         headers, data = got
         generation = str(headers.get("X-Goog-Generation", ""))
         return Blob(data, generation, generation or None, _http_date(headers))
+
+    def open_body(
+        self, loc: Where, *, offset: int = 0, token: str | None = None, within: str | None = None
+    ) -> Body:
+        # One GET on gcsfs's session (its credentials), the body read as it is consumed;
+        # a resumed read is pinned to the generation it started on (ifGenerationMatch).
+        response = self.run(loc, "read", own_timeouts(_open_media), loc, offset, token)
+        size = told_size(
+            response.headers.get("Content-Range"), response.headers.get("Content-Length")
+        )
+        if response.headers.get("Content-Encoding", "identity") not in ("identity", ""):
+            size = None  # the length of what is sent, not of the object
+        generation = response.headers.get("X-Goog-Generation")
+        return AsyncBody(
+            loc, response.content.read, response.close, size, str(generation or "") or None
+        )
 
     def _write_once(self, loc: Where, data: bytes, expect: Expected) -> Written:
         fs = loc.fs
@@ -219,6 +238,35 @@ async def _get_capped(
             if not response.content.at_eof():
                 response.close()  # over the cap or cancelled: drop the connection
             raise
+
+
+async def _open_media(loc: Where, offset: int, token: str | None) -> Any:
+    """The response to a GET of the object's content (from `offset`), its body unread;
+    errors raised as gcsfs raises them (`validate_response`)."""
+    from gcsfs.retry import validate_response
+
+    fs = loc.fs
+    session = await fs._set_session()
+    params = fs._get_params({})
+    if token is not None:
+        params["ifGenerationMatch"] = token
+    response = await session.request(
+        "GET",
+        fs.url(loc.fullpath, generation=loc.rev),
+        headers=fs._get_headers({"Range": f"bytes={offset}-"} if offset else None),
+        params=params or None,
+        timeout=fs.requests_timeout,
+    )
+    if response.status < 400:
+        return response
+    try:
+        text = await read_capped(response.content.read, _ERROR_BODY_CAP)
+    finally:
+        response.close()
+    if token is not None and response.status == 412:
+        raise changed(loc)
+    validate_response(response.status, text[:_ERROR_BODY_CAP], str(loc))
+    raise OSError(f"HTTP {response.status}")  # pragma: no cover - validate_response raised
 
 
 def _parse_time(text: str) -> datetime:

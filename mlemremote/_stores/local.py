@@ -74,17 +74,24 @@ from typing import Any
 from mlemremote._settings import current as current_settings
 from mlemremote._stores.base import (
     Blob,
+    Body,
     Expect,
     Expected,
     Store,
     Where,
     WriteConflict,
     Written,
+    changed,
     content_token,
     remaining,
     too_large,
 )
-from mlemremote.core.errors import NotAFileError, StorageError, TimeBudgetError
+from mlemremote.core.errors import (
+    InvalidArtifactError,
+    NotAFileError,
+    StorageError,
+    TimeBudgetError,
+)
 
 logger = logging.getLogger("mlemremote")
 
@@ -140,6 +147,25 @@ class LocalStore(Store):
             compare_and_swap(path, data, expect, limit=limit, where=str(loc), budget=budget)
         )
 
+    def open_body(
+        self, loc: Where, *, offset: int = 0, token: str | None = None, within: str | None = None
+    ) -> Body:
+        fd, info = open_regular(loc.fullpath, str(loc))
+        try:
+            if within is not None and not _fd_inside(fd, info, loc.fullpath, within):
+                raise InvalidArtifactError(
+                    f"{loc} leads out of {within} through a symlink; it was not read"
+                )
+            now = f"{info.st_dev:x}-{info.st_ino:x}-{info.st_mtime_ns:x}"
+            if token is not None and token != now:
+                raise changed(loc)
+            if offset:
+                os.lseek(fd, offset, os.SEEK_SET)
+        except BaseException:
+            os.close(fd)
+            raise
+        return _FileBody(fd, info.st_size, now)
+
     def _delete_once(self, loc: Where, expect: str) -> Written:
         limit = current_settings().max_metafile_bytes
         budget = remaining(loc, "delete")
@@ -167,6 +193,45 @@ def open_regular(path: str, where: str) -> tuple[int, os.stat_result]:
         os.close(fd)
         raise
     return fd, info
+
+
+class _FileBody:
+    """An open regular file, read in chunks."""
+
+    def __init__(self, fd: int, size: int, token: str) -> None:
+        self._fd: int | None = fd
+        self.size, self.token = size, token
+
+    def read(self, most: int) -> bytes:
+        if self._fd is None:
+            raise ValueError("read of a closed file")
+        return os.read(self._fd, most)
+
+    def close(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
+
+
+def _fd_inside(fd: int, info: os.stat_result, path: str, folder: str) -> bool:
+    """Is the file open at `fd` inside `folder` once every symlink is resolved? Judged
+    on the descriptor itself where the system names it (`/proc/self/fd`), so that a
+    symlink swapped in after a check cannot lead the read elsewhere; elsewhere, on the
+    resolved path, which must still be the file that is open."""
+    root = os.path.realpath(folder)
+    try:
+        real = os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        real = os.path.realpath(path)
+        try:
+            now = os.stat(real)
+        except OSError:
+            return False
+        if (now.st_dev, now.st_ino) != (info.st_dev, info.st_ino):
+            return False
+    if real.endswith(" (deleted)") and not os.path.lexists(real):
+        real = real[: -len(" (deleted)")]
+    return real == root or real.startswith(root.rstrip("/") + "/")
 
 
 def _refuse_kind(info: os.stat_result, where: str, *, verb: str = "read") -> None:
@@ -537,6 +602,57 @@ def _no_exchange(a: str, b: str) -> None:
 
 
 _exchange = _make_exchange()
+
+
+def exchange_names(a: str, b: str) -> None:
+    """Swap what the names `a` and `b` hold (two folders: a pulled folder and the one it
+    replaces), atomically where the system can (`renameat2(RENAME_EXCHANGE)`). Elsewhere
+    `b` is renamed aside, `a` takes its name, and the old `b` takes the name `a` (put
+    back if the second rename fails): `b` is then missing for an instant, never mixed."""
+    try:
+        _exchange(a, b)
+        return
+    except _NoExchange:
+        pass
+    aside = f"{b}.old-{os.urandom(4).hex()}"
+    os.rename(b, aside)
+    try:
+        os.rename(a, b)
+    except BaseException:
+        os.rename(aside, b)
+        raise
+    os.rename(aside, a)
+
+
+_RENAME_NOREPLACE = 1  # linux/fs.h
+
+
+def rename_noreplace(a: str, b: str) -> None:
+    """Rename `a` to `b` unless something is at `b` (`FileExistsError`): atomically with
+    `renameat2(RENAME_NOREPLACE)` on Linux; elsewhere a check, then the rename (which
+    could then only replace an empty folder made in between)."""
+    renameat2 = _libc_function("renameat2") if sys.platform.startswith("linux") else None
+    if renameat2 is not None:
+        renameat2.argtypes = [
+            ctypes.c_int,
+            ctypes.c_char_p,
+            ctypes.c_int,
+            ctypes.c_char_p,
+            ctypes.c_uint,
+        ]
+        result = renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_NOREPLACE)
+        if result == 0:
+            return
+        code = ctypes.get_errno()
+        if code == errno.EEXIST:
+            raise FileExistsError(code, os.strerror(code), b)
+        if code not in _UNSUPPORTED:
+            raise OSError(code, os.strerror(code), a, None, b)
+    if os.path.lexists(b):
+        raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), b)
+    os.rename(a, b)
+
+
 _warned: set[str] = set()
 
 

@@ -10,14 +10,17 @@ from __future__ import annotations
 
 from mlemremote._foreign import missing_bucket, precondition_failed, storage_error
 from mlemremote._stores.base import (
+    AsyncBody,
     AsyncStore,
     Blob,
+    Body,
     Expect,
     Expected,
     Version,
     Where,
     WriteConflict,
     Written,
+    changed,
     own_timeouts,
     read_capped,
     told_size,
@@ -53,6 +56,33 @@ class S3Store(AsyncStore):
         version = resp.get("VersionId")
         version = None if version in (None, "null") else version
         return Blob(data, str(resp["ETag"]), version, resp.get("LastModified"))
+
+    def open_body(
+        self, loc: Where, *, offset: int = 0, token: str | None = None, within: str | None = None
+    ) -> Body:
+        # One GET (from `offset`: a Range), its body read as it is consumed; a resumed
+        # read names the ETag it started on (If-Match), so it cannot splice two contents.
+        bucket, key, _ = loc.fs.split_path(loc.fullpath)
+        extra = {"VersionId": loc.rev} if loc.rev else {}
+        if offset:
+            extra["Range"] = f"bytes={offset}-"
+        if token is not None:
+            extra["IfMatch"] = token
+        call = own_timeouts(loc.fs._call_s3)
+        try:
+            resp = self.run(loc, "read", call, "get_object", Bucket=bucket, Key=key, **extra)
+        except OSError as exc:
+            if token is not None and precondition_failed(exc):
+                raise changed(loc) from None
+            raise
+        body = resp["Body"]
+        return AsyncBody(
+            loc,
+            body.read,
+            body.close,
+            told_size(resp.get("ContentRange"), resp.get("ContentLength")),
+            str(resp["ETag"]) if resp.get("ETag") else None,
+        )
 
     async def _bucket_exists(self, loc: Where) -> bool:
         try:

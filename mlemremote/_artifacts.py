@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import hashlib
 import io
 import os
@@ -592,16 +593,47 @@ def _download_one(transfer: Transfer, tmp: str, bar: _Progress) -> None:
         )
         try:
             transfer.open()
+            written = flushed = 0
             while chunk := transfer.read():
                 view = memoryview(chunk)
                 while view:
                     view = view[os.write(fd, view) :]
+                written += len(chunk)
+                if written - flushed >= _WRITEBACK:
+                    _start_writeback(fd, flushed, written - flushed)
+                    flushed = written
                 bar.update(len(chunk))
-            os.fsync(fd)
+            os.fdatasync(fd)
         finally:
             os.close(fd)
             transfer.close()
         bar.file_done()
+
+
+_WRITEBACK = 8 << 20  # written bytes handed to the disk while the download goes on
+
+
+def _start_writeback(fd: int, offset: int, count: int) -> None:
+    """Ask the kernel to start writing these bytes to disk now (Linux's
+    `sync_file_range(SYNC_FILE_RANGE_WRITE)`, which does not wait), so that the final
+    `fdatasync` has little left to wait for."""
+    function = _sync_file_range()
+    if function is not None:
+        function(fd, offset, count, 2)  # SYNC_FILE_RANGE_WRITE
+
+
+@functools.cache
+def _sync_file_range() -> Any:
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    try:
+        function = ctypes.CDLL(None, use_errno=True).sync_file_range
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+    return function
 
 
 def _write_file(path: str, data: bytes) -> None:

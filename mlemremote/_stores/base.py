@@ -9,6 +9,7 @@ checked while the bytes stream in, never after.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import functools
 import hashlib
@@ -481,11 +482,14 @@ class AsyncStore(Store):
 
 
 class AsyncBody:
-    """A response body on an async filesystem's event loop, read from another thread:
-    each `read` gathers up to `most` bytes on the loop (one hop per chunk, not per
-    network packet) and waits at most `retry_max_seconds` (and never past the call's
-    budget) for them; a stall raises `RequestTimeout`, a transient fault. `close` drops
-    the connection (on the loop, from any thread)."""
+    """A response body on an async filesystem's event loop, read from another thread.
+
+    Each `read` gathers up to `most` bytes on the loop (one hop per chunk, not per
+    network packet), and the next chunk is asked for as soon as one is handed out, so
+    that the network goes on while the reader hashes and writes (at most one chunk is
+    taken ahead of what was asked). A read waits at most `retry_max_seconds` (and never
+    past the call's budget) for its bytes: a stall raises `RequestTimeout`, a transient
+    fault. `close` drops the connection (on the loop, from any thread)."""
 
     def __init__(
         self,
@@ -498,19 +502,42 @@ class AsyncBody:
         self._loc, self._read, self._close = loc, read, close
         self.size, self.token = size, token
         self._closed = False
+        self._ahead: concurrent.futures.Future[bytes] | None = None
+        self._left = b""
+        self._ended = False
 
     def read(self, most: int) -> bytes:
+        if self._closed:
+            raise ConnectionError(f"the read of {self._loc} was closed")
+        if not self._left and not self._ended:
+            ahead, self._ahead = self._ahead, None
+            if ahead is None:
+                ahead = self._ask(most)
+            self._left = self._wait(ahead)
+            self._ended = not self._left
+        chunk, self._left = self._left[:most], self._left[most:]
+        if not self._left and not self._ended and self._ahead is None:
+            self._ahead = self._ask(most)  # the next chunk, while this one is used
+        return chunk
+
+    def _ask(self, most: int) -> concurrent.futures.Future[bytes]:
+        return asyncio.run_coroutine_threadsafe(read_up_to(self._read, most), self._loc.fs.loop)
+
+    def _wait(self, ahead: concurrent.futures.Future[bytes]) -> bytes:
         wait = min(remaining(self._loc, "read"), current_settings().retry_max_seconds)
         try:
-            data: bytes = sync(self._loc.fs.loop, read_up_to, self._read, most, timeout=wait)
-        except FSTimeoutError:
+            return ahead.result(timeout=wait)
+        except concurrent.futures.TimeoutError:
+            ahead.cancel()
             raise RequestTimeout(f"no bytes of {self._loc} arrived for {wait:.3g} s") from None
-        return data
 
     def close(self) -> None:
         if self._closed:
             return
         self._closed = True
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None:
+            ahead.cancel()
         loop = self._loc.fs.loop
         with contextlib.suppress(RuntimeError):  # a closed loop: so is the connection
             loop.call_soon_threadsafe(_quietly, self._close)

@@ -64,7 +64,7 @@ from mlemremote import _policy
 from mlemremote._boundary import scope
 from mlemremote._foreign import is_missing, is_transient, storage_error
 from mlemremote._links import check_link_field
-from mlemremote._location import Location, resolve
+from mlemremote._location import Location, at_revision, resolve
 from mlemremote._paths import is_inside, join, relpath, split_scheme
 from mlemremote._settings import current as current_settings
 from mlemremote._stores import Body, store_for
@@ -100,6 +100,7 @@ class Artifact:
     loc: Location  # where it is read
     rel: str  # its path in a pulled folder (relative to the metafile's copy)
     within: str | None = None  # local disk: the folder its file must really be in
+    pinned: bool = False  # its metafile was read at an object version (S3, GCS)
 
 
 @dataclass(frozen=True)
@@ -173,7 +174,9 @@ def _artifact(base: Location, folder: str, name: object, entry: object, external
         if _same_place(loc, base) and is_inside(loc.fullpath, folder) and loc.fullpath != folder
         else name
     )
-    return Artifact(name, uri, size, md5.lower(), loc, rel, root if loc.is_local else None)
+    pinned = base.rev is not None and base.git_root is None and loc.rev is None
+    within = root if loc.is_local else None
+    return Artifact(name, uri, size, md5.lower(), loc, rel, within, pinned)
 
 
 def _shown(value: object) -> str:
@@ -326,6 +329,8 @@ class Transfer:
         self._failures = 0
         self._stop = stop
         self._lock = threading.Lock()
+        self._loc: Location | None = None
+        self._opened = False
 
     def open(self) -> None:
         """The first request: errors (missing, refused, another size) are raised here."""
@@ -380,21 +385,43 @@ class Transfer:
     def _open_body(self) -> None:
         if self._stop is not None and self._stop.is_set():
             raise _Stopped
-        if self.got == self.art.size and self.got and self._token is not None:
-            self._body = _Ended()  # everything arrived before the fault: nothing to resume
+        if self._opened and self.got == self.art.size:
+            self._body = _Ended()  # every byte arrived before the fault: nothing to resume
             return
-        body = store_for(self.art.loc).open_body(
-            self.art.loc, offset=self.got, token=self._token, within=self.art.within
+        loc = self._where()
+        body = store_for(loc).open_body(
+            loc, offset=self.got, token=self._token, within=self.art.within
         )
         with self._lock:
             self._body = body
+        self._opened = True
         if body.size is not None and body.size != self.art.size:
             raise ArtifactIntegrityError(
-                f"{self.art.loc} is {body.size} bytes, its metafile says {self.art.size} "
+                f"{loc} is {body.size} bytes, its metafile says {self.art.size} "
                 f"(artifact {self.art.name!r:.80}); nothing was read"
             )
         if self._token is None:
             self._token = body.token
+        skip = self.got - body.start  # (a server that ignored the Range sends it all again)
+        if skip < 0:
+            raise ArtifactIntegrityError(f"{loc} answered from byte {body.start}, not {self.got}")
+        while skip > 0:
+            dropped = len(body.read(min(CHUNK, skip)))
+            if not dropped:
+                break
+            skip -= dropped
+
+    def _where(self) -> Location:
+        """Where to read: for an artifact of a metafile read at an object version (a
+        pinned link on versioned S3 or GCS), the version of the artifact whose content
+        the metafile names, when the bucket still has it (one listing, once)."""
+        if self._loc is None:
+            self._loc = self.art.loc
+            if self.art.pinned:
+                version = store_for(self._loc).version_with(self._loc, self.art.size, self.art.md5)
+                if version is not None:
+                    self._loc = at_revision(self._loc, version)
+        return self._loc
 
     def _with_retries(self, step: Callable[[], Any]) -> Any:
         settings = current_settings()
@@ -428,8 +455,9 @@ class Transfer:
 class _Ended:
     """The body of a read that already has every byte."""
 
-    size = None
-    token = None
+    size: int | None = None
+    token: str | None = None
+    start = 0
 
     def read(self, most: int) -> bytes:
         return b""

@@ -23,6 +23,7 @@ from mlemremote._stores.base import (
     own_timeouts,
     take_capped,
     told_size,
+    told_start,
     too_large,
 )
 
@@ -165,6 +166,7 @@ class AzureStore(AsyncStore):
             close,
             told_size(headers.get("Content-Range"), headers.get("Content-Length")),
             str(headers["ETag"]) if headers.get("ETag") else None,
+            told_start(headers.get("Content-Range")),
         )
 
     async def _bucket_exists(self, loc: Where) -> bool:

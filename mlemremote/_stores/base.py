@@ -116,6 +116,11 @@ class Body(Protocol):
         """What identifies this content, so that a resumed read stays on it."""
         ...
 
+    @property
+    def start(self) -> int:
+        """Where in the file the body starts (the server may ignore a Range)."""
+        ...
+
     def read(self, most: int) -> bytes:
         """The next chunk (at most `most` bytes; b"" at the end)."""
         ...
@@ -130,9 +135,11 @@ def changed(loc: Where) -> ArtifactIntegrityError:
 class BytesBody:
     """A body that is already in memory (the memory filesystem, a git blob)."""
 
-    def __init__(self, data: bytes | memoryview, size: int, token: str | None) -> None:
+    def __init__(
+        self, data: bytes | memoryview, size: int, token: str | None, start: int = 0
+    ) -> None:
         self._view = memoryview(data)
-        self.size, self.token = size, token
+        self.size, self.token, self.start = size, token, start
 
     def read(self, most: int) -> bytes:
         chunk, self._view = self._view[:most], self._view[most:]
@@ -290,6 +297,11 @@ class Store:
         other faults are raised as the backend raises them (for the caller to classify).
         """
         raise UnsupportedLocationError(f"cannot stream {loc}: {self.describe(loc)}")
+
+    def version_with(self, loc: Where, size: int, md5: str) -> str | None:
+        """The id of a stored version of `loc` with this size and MD5, where the
+        backend keeps versions and says their MD5 (None: none found, or not known)."""
+        return None
 
     bucket_word = "bucket"  # what the top folder is called in messages
 
@@ -498,9 +510,10 @@ class AsyncBody:
         close: Callable[[], Any],
         size: int | None,
         token: str | None,
+        start: int = 0,
     ) -> None:
         self._loc, self._read, self._close = loc, read, close
-        self.size, self.token = size, token
+        self.size, self.token, self.start = size, token, start
         self._closed = False
         self._ahead: concurrent.futures.Future[bytes] | None = None
         self._left = b""
@@ -597,6 +610,16 @@ async def take_capped(chunks: AsyncIterator[bytes], limit: int) -> bytes:
         if total > limit:
             break
     return b"".join(parts)[: limit + 1]
+
+
+def told_start(content_range: object) -> int:
+    """Where a body starts in the object, as the server told it: the first byte of a
+    Content-Range (`bytes 100-999/1000`), else 0 (a whole-object answer)."""
+    text = str(content_range or "").strip()
+    if not text.startswith("bytes "):
+        return 0
+    first = text[6:].partition("-")[0].strip()
+    return int(first) if first.isdigit() else 0
 
 
 def told_size(content_range: object, content_length: object) -> int | None:

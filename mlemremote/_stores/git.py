@@ -197,7 +197,7 @@ class _BlobBody:
     """A git blob, streamed (pygit2's `BlobIO`), from byte `offset`."""
 
     def __init__(self, stream: Any, size: int, token: str, offset: int) -> None:
-        self._stream, self.size, self.token = stream, size, token
+        self._stream, self.size, self.token, self.start = stream, size, token, offset
         while offset > 0:  # (a blob stream cannot seek: the bytes before are skipped)
             skipped = len(stream.read(min(offset, CHUNK)))
             if not skipped:

@@ -47,6 +47,7 @@ from mlemremote._stores.base import (
     content_token,
     read_capped,
     told_size,
+    told_start,
     too_large,
 )
 from mlemremote.core.errors import HostNotAllowedError, InvalidLinkError, UnsupportedLocationError
@@ -110,12 +111,12 @@ class HTTPStore(AsyncStore):
             await session.close()
 
         status = response.status
-        if status in _MISSING or status >= 300 or (offset and status != 206):
+        if status in _MISSING or status >= 300:
             sync(loc.fs.loop, close)
             if status in _MISSING:
                 raise FileNotFoundError(str(loc))
-            if token is not None and status in (200, 412):
-                raise changed(loc)  # (If-Range: the whole file again, so it changed)
+            if token is not None and status == 412:
+                raise changed(loc)
             raise HTTPStatusError(status, str(loc))
         headers = response.headers
         etag = headers.get("ETag")
@@ -123,7 +124,9 @@ class HTTPStore(AsyncStore):
         size = told_size(content_range, headers.get("Content-Length"))
         if headers.get("Content-Encoding", "identity") not in ("identity", ""):
             size = None
-        return AsyncBody(loc, response.content.read, close, size, etag or None)
+        return AsyncBody(
+            loc, response.content.read, close, size, etag or None, told_start(content_range)
+        )
 
 
 async def _respond(

@@ -164,7 +164,7 @@ class LocalStore(Store):
         except BaseException:
             os.close(fd)
             raise
-        return _FileBody(fd, info.st_size, now)
+        return _FileBody(fd, info.st_size, now, offset)
 
     def _delete_once(self, loc: Where, expect: str) -> Written:
         limit = current_settings().max_metafile_bytes
@@ -198,9 +198,9 @@ def open_regular(path: str, where: str) -> tuple[int, os.stat_result]:
 class _FileBody:
     """An open regular file, read in chunks."""
 
-    def __init__(self, fd: int, size: int, token: str) -> None:
+    def __init__(self, fd: int, size: int, token: str, start: int) -> None:
         self._fd: int | None = fd
-        self.size, self.token = size, token
+        self.size, self.token, self.start = size, token, start
 
     def read(self, most: int) -> bytes:
         if self._fd is None:

@@ -62,7 +62,7 @@ class MemoryStore(Store):
             now = self._token(loc, data)
         if token is not None and token != now:
             raise changed(loc)
-        return BytesBody(memoryview(data)[offset:], len(data), now)
+        return BytesBody(memoryview(data)[offset:], len(data), now, offset)
 
     def _write_once(self, loc: Where, data: bytes, expect: Expected) -> Written:
         key = (type(loc.fs), loc.fullpath)

@@ -24,6 +24,7 @@ from mlemremote._stores.base import (
     own_timeouts,
     read_capped,
     told_size,
+    told_start,
     too_large,
 )
 
@@ -82,6 +83,7 @@ class S3Store(AsyncStore):
             body.close,
             told_size(resp.get("ContentRange"), resp.get("ContentLength")),
             str(resp["ETag"]) if resp.get("ETag") else None,
+            told_start(resp.get("ContentRange")),
         )
 
     async def _bucket_exists(self, loc: Where) -> bool:
@@ -137,6 +139,29 @@ class S3Store(AsyncStore):
 
     def keeps_versions(self, loc: Where, written_version: str | None) -> bool:
         return written_version is not None  # S3 answers a PUT with its VersionId
+
+    def version_with(self, loc: Where, size: int, md5: str) -> str | None:
+        # An ETag is the MD5 of the content only for an object uploaded in one part (a
+        # multipart ETag is `<md5 of the parts' md5s>-<parts>`): those never match.
+        # Only a candidate: the bytes read are checked against the MD5 all the same.
+        bucket, key, _ = loc.fs.split_path(loc.fullpath)
+        marker: dict[str, str] = {}
+        try:
+            while True:
+                page = loc.fs.call_s3("list_object_versions", Bucket=bucket, Prefix=key, **marker)
+                for item in page.get("Versions", []):
+                    etag = str(item.get("ETag", "")).strip('"').lower()
+                    if item["Key"] == key and item.get("Size") == size and etag == md5:
+                        version = item.get("VersionId")
+                        return None if version in (None, "null") else str(version)
+                if not page.get("IsTruncated"):
+                    return None
+                marker = {
+                    "KeyMarker": page["NextKeyMarker"],
+                    "VersionIdMarker": page["NextVersionIdMarker"],
+                }
+        except Exception:
+            return None  # (not known: the current object is read, and checked)
 
     def versioned(self, loc: Where) -> bool:
         bucket = loc.fs.split_path(loc.fullpath)[0]

@@ -552,8 +552,8 @@ def pull(
     try:
         _download_all(found, tmp, concurrency, bar)
         _write_file(os.path.join(tmp, metafile_name(obj.loc)), local_metafile(obj, found))
-        _publish(tmp, path, overwrite)
-        tmp = ""
+        replaced = _publish(tmp, path, overwrite)
+        tmp = tmp if replaced else ""  # (after an exchange, it holds the old folder)
     finally:
         bar.finish()
         if tmp:
@@ -675,9 +675,10 @@ def _write_file(path: str, data: bytes) -> None:
         os.close(fd)
 
 
-def _publish(tmp: str, dest: str, overwrite: bool) -> None:
+def _publish(tmp: str, dest: str, overwrite: bool) -> bool:
     """Move the complete folder `tmp` to `dest` in one step: create-only, or with
-    `overwrite` exchanged with the folder there (then removed). Never half-replaced."""
+    `overwrite` exchanged with the folder there. True when a folder was replaced: it is
+    now at `tmp`, for the caller to remove. Never half-replaced."""
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(tmp, 0o777 & ~umask)
@@ -686,9 +687,11 @@ def _publish(tmp: str, dest: str, overwrite: bool) -> None:
     try:
         if overwrite and os.path.lexists(dest):
             check_dest(dest, True)  # (again: it may have changed during the download)
-            exchange_names(tmp, dest)  # the old folder is now at `tmp`, removed by the caller
+            exchange_names(tmp, dest)
+            replaced = True
         else:
             rename_noreplace(tmp, dest)
+            replaced = False
     except FileExistsError:
         raise DestinationExistsError(
             f"{dest} appeared during the pull; nothing was written there"
@@ -698,6 +701,7 @@ def _publish(tmp: str, dest: str, overwrite: bool) -> None:
             f"cannot move the pulled folder to {dest} ({exc.strerror}); nothing was written there"
         ) from None
     _sync_folder(parent)
+    return replaced
 
 
 def _sync_folder(path: str) -> None:

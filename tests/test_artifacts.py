@@ -105,8 +105,8 @@ def test_real_mlem_models_come_through_byte_for_byte(backend: Backend, tmp_path:
         name = artifact.rsplit("/", 1)[-1]
         assert sorted(os.listdir(dest)) == [name, name + ".mlem"]
         assert (dest / name).read_bytes() == original, alias
-        assert pulled.files == {next(iter(yaml.safe_load(
-            (FIXTURE / "repo" / metafile).read_text())["artifacts"])): str(dest / name)}  # fmt: skip
+        key = next(iter(yaml.safe_load((FIXTURE / "repo" / metafile).read_text())["artifacts"]))
+        assert pulled.files == {key: str(dest / name)}
         assert pulled.size == len(original) and pulled.source.endswith(metafile)
         # The copy of the metafile names the file beside it; nothing else changed.
         theirs = yaml.safe_load((FIXTURE / "repo" / metafile).read_text())
@@ -170,10 +170,11 @@ def test_a_damaged_artifact_leaves_nothing(backend: Backend, tmp_path: Path, dam
         pull(meta, str(dest), storage_options=backend.storage_options)
     assert "model.bin" in str(caught.value)
     assert leftovers(tmp_path / "out") == []  # no dest, no temporary folder
-    with pytest.raises(expected):  # and streamed: the error comes, never a quiet end
-        with open_artifact(meta, "model.bin", storage_options=backend.storage_options) as f:
-            while f.read(65536):
-                pass
+    so = backend.storage_options
+    # Streamed: the error comes, never a quiet end.
+    with pytest.raises(expected), open_artifact(meta, "model.bin", storage_options=so) as f:
+        while f.read(65536):
+            pass
 
 
 def test_a_damaged_artifact_never_replaces_dest(backend: Backend, tmp_path: Path) -> None:
@@ -203,9 +204,11 @@ def test_open_artifact_checks_the_whole_file(backend: Backend) -> None:
         open_artifact(meta, "c", storage_options=so)
     backend.write(backend.uri("a"), data[:-1] + bytes([data[-1] ^ 1]))
     # Leaving the block without reading the rest still checks it...
-    with pytest.raises(ArtifactIntegrityError, match="hash"):
-        with open_artifact(meta, "a", storage_options=so) as f:
-            f.read(100)
+    with (
+        pytest.raises(ArtifactIntegrityError, match="hash"),
+        open_artifact(meta, "a", storage_options=so) as f,
+    ):
+        f.read(100)
     # ... but an error inside the block is what is raised (the connection is dropped).
     with pytest.raises(KeyError), open_artifact(meta, "a", storage_options=so) as f:
         f.read(100)
@@ -268,9 +271,7 @@ def test_hostile_artifact_entries_are_refused(backend: Backend, tmp_path: Path) 
             meta, external=True, storage_options=backend.storage_options
         )
         dest = tmp_path / f"d{number}"
-        with pytest.raises(
-            InvalidLinkError
-        ) as caught:  # (InvalidArtifactError, or the policy's own)
+        with pytest.raises(InvalidLinkError):  # InvalidArtifactError, or the policy's own
             pull(meta, str(dest), storage_options=backend.storage_options)
         assert not dest.exists(), case
         with pytest.raises(InvalidLinkError):
@@ -581,3 +582,74 @@ def test_cli_get(backend: Backend, tmp_path: Path) -> None:
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "hash" in bad.stderr
     assert not (tmp_path / "bad").exists()
     assert shutil.which(SCRIPT)
+
+
+# -- faults: a proxy in front of each cloud ------------------------------------------------
+def _once(name: str) -> Callable[[str, str], bool]:
+    """A fault rule's match: the first GET of `name` only (a resumed read may differ in
+    its query, e.g. GCS's ifGenerationMatch, and would count as another request)."""
+    seen = {"n": 0}
+
+    def match(method: str, path: str) -> bool:
+        if method != "GET" or name not in path or seen["n"]:
+            return False
+        seen["n"] += 1
+        return True
+
+    return match
+
+
+def _artifact_gets(proxy: Any, name: str) -> int:
+    return sum(n for key, n in proxy.requests.items() if key.startswith("GET") and name in key)
+
+
+def test_a_cut_body_resumes_where_it_stopped(proxied: tuple[Backend, Any], tmp_path: Path) -> None:
+    """One GET per artifact; a connection cut mid-body (then, a server that ignores the
+    Range of the resumed read) costs one more, and the file comes through whole."""
+    backend, proxy = proxied
+    so = backend.storage_options
+    data = os.urandom(3 << 20)
+    meta = model_with(backend, backend.uri("m"), {"w.bin": data, "x.bin": b"small"})
+    pulled = pull(meta, str(tmp_path / "plain"), storage_options=so)
+    assert _artifact_gets(proxy, "w.bin") == 1 and _artifact_gets(proxy, "x.bin") == 1
+    assert Path(pulled.files["w.bin"]).read_bytes() == data
+    for faults, gets in ((["cut"], 2), (["cut", "whole-again"], 2), (["503", "cut"], 3)):
+        proxy.requests.clear()
+        proxy.clear()
+        for fault in faults:
+            proxy.fail(fault, 1, _once("w.bin"))
+        pulled = pull(meta, str(tmp_path / "-".join(faults)), storage_options=so)
+        assert Path(pulled.files["w.bin"]).read_bytes() == data, faults
+        assert _artifact_gets(proxy, "w.bin") == gets, faults
+
+
+@pytest.mark.parametrize("fault", ["huge-body", "huge-body-chunked", "huge-body-lying"])
+def test_a_server_that_lies_about_sizes_is_cut_off(
+    proxied: tuple[Backend, Any], tmp_path: Path, fault: str
+) -> None:
+    backend, proxy = proxied
+    data = os.urandom(100_000)
+    meta = model_with(backend, backend.uri("m"), {"w.bin": data})
+    proxy.fail(fault, 10, lambda method, path: method == "GET" and "w.bin" in path)
+    with pytest.raises(ArtifactIntegrityError):
+        pull(meta, str(tmp_path / "d"), storage_options=backend.storage_options)
+    assert leftovers(tmp_path) == []
+    transfers = proxy.transfers_of(lambda path: "w.bin" in path)
+    assert transfers and proxy.wait_ended(transfers)
+    assert all(t.sent <= len(data) + (8 << 20) for t in transfers), [t.sent for t in transfers]
+
+
+def test_a_trickling_artifact_is_cut_off_at_its_budget(
+    proxied: tuple[Backend, Any], tmp_path: Path
+) -> None:
+    from mlemremote.api import configured
+    from mlemremote.core.errors import TimeBudgetError
+
+    backend, proxy = proxied
+    meta = model_with(backend, backend.uri("m"), {"w.bin": os.urandom(64)})
+    proxy.trickle_interval = 0.3
+    proxy.fail("trickle", 10, lambda method, path: method == "GET" and "w.bin" in path)
+    with configured(retry_max_seconds=1.5, min_transfer_rate=1 << 20):
+        with pytest.raises(TimeBudgetError):
+            pull(meta, str(tmp_path / "d"), storage_options=backend.storage_options)
+    assert leftovers(tmp_path) == []

@@ -493,15 +493,20 @@ class AsyncStore(Store):
             raise budget_spent(loc, what) from None
 
 
+GATHER_WINDOW = 0.2  # seconds a read goes on gathering bytes once some have arrived
+
+
 class AsyncBody:
     """A response body on an async filesystem's event loop, read from another thread.
 
     Each `read` gathers up to `most` bytes on the loop (one hop per chunk, not per
-    network packet), and the next chunk is asked for as soon as one is handed out, so
-    that the network goes on while the reader hashes and writes (at most one chunk is
-    taken ahead of what was asked). A read waits at most `retry_max_seconds` (and never
-    past the call's budget) for its bytes: a stall raises `RequestTimeout`, a transient
-    fault. `close` drops the connection (on the loop, from any thread)."""
+    network packet): it waits for the first bytes, then takes what comes within
+    `GATHER_WINDOW`, so a slow link hands out what it has rather than waiting for a
+    whole chunk. The next chunk is asked for as soon as one is handed out, so that the
+    network goes on while the reader hashes and writes (at most one chunk is taken
+    ahead of what was asked). A read waits at most `retry_max_seconds` (and never past
+    the call's budget) for its first bytes: a stall raises `RequestTimeout`, a
+    transient fault. `close` drops the connection (on the loop, from any thread)."""
 
     def __init__(
         self,
@@ -516,6 +521,7 @@ class AsyncBody:
         self.size, self.token, self.start = size, token, start
         self._closed = False
         self._ahead: concurrent.futures.Future[bytes] | None = None
+        self._pending: asyncio.Future[bytes] | None = None  # a read of the body, on the loop
         self._left = b""
         self._ended = False
 
@@ -534,7 +540,31 @@ class AsyncBody:
         return chunk
 
     def _ask(self, most: int) -> concurrent.futures.Future[bytes]:
-        return asyncio.run_coroutine_threadsafe(read_up_to(self._read, most), self._loc.fs.loop)
+        return asyncio.run_coroutine_threadsafe(self._gather(most), self._loc.fs.loop)
+
+    async def _gather(self, most: int) -> bytes:
+        loop = asyncio.get_running_loop()
+        parts: list[bytes] = []
+        total = 0
+        window_end: float | None = None
+        while total < most:
+            if self._pending is None:
+                self._pending = asyncio.ensure_future(self._read(most - total))
+            if window_end is None:  # (a cancelled wait leaves the read to the next one)
+                chunk = await asyncio.shield(self._pending)
+            else:
+                done, _ = await asyncio.wait({self._pending}, timeout=window_end - loop.time())
+                if not done:
+                    break
+                chunk = self._pending.result()
+            self._pending = None
+            if not chunk:
+                break
+            parts.append(chunk)
+            total += len(chunk)
+            if window_end is None:
+                window_end = loop.time() + GATHER_WINDOW
+        return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def _wait(self, ahead: concurrent.futures.Future[bytes]) -> bytes:
         wait = min(remaining(self._loc, "read"), current_settings().retry_max_seconds)
@@ -553,7 +583,14 @@ class AsyncBody:
             ahead.cancel()
         loop = self._loc.fs.loop
         with contextlib.suppress(RuntimeError):  # a closed loop: so is the connection
-            loop.call_soon_threadsafe(_quietly, self._close)
+            loop.call_soon_threadsafe(self._drop)
+
+    def _drop(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.cancel()
+            pending.add_done_callback(lambda f: f.cancelled() or f.exception())
+        _quietly(self._close)
 
 
 def _quietly(close: Callable[[], Any]) -> None:
@@ -564,19 +601,6 @@ def _quietly(close: Callable[[], Any]) -> None:
             task.add_done_callback(lambda t: t.cancelled() or t.exception())
     except Exception:
         return  # closing a broken connection may fail: it is gone
-
-
-async def read_up_to(read: Callable[[int], Awaitable[bytes]], most: int) -> bytes:
-    """Up to `most` bytes of a body: as many reads as it takes, b"" at its end."""
-    parts: list[bytes] = []
-    total = 0
-    while total < most:
-        chunk = await read(most - total)
-        if not chunk:
-            break
-        parts.append(chunk)
-        total += len(chunk)
-    return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 # -- reading a body under the cap, within the budget -----------------------------------

@@ -6,6 +6,7 @@ backend and pull byte for byte. Unlike `make_mlem_fixtures.py`, the artifacts (t
 pickled models, the saved array) are kept: they are what is under test.
 """
 
+import json
 import os
 import shutil
 import sys
@@ -33,7 +34,9 @@ def main() -> None:
     save(features[:5], "data/sample", repo="repo", external=True)
     link("models/clf", source_repo="repo", target="latest", target_repo="repo")
     link("forest", source_repo="repo", target="prod", target_repo="repo")
-    numpy.save(os.path.join(OUT, "expected.npy"), forest.predict(features[:5]))
+    expected = {"rows": features[:5].tolist(), "forest": forest.predict(features[:5]).tolist()}
+    with open(os.path.join(OUT, "expected.json"), "w") as handle:
+        json.dump(expected, handle, indent=1)
     for folder, _, files in sorted(os.walk(OUT)):
         for name in sorted(files):
             path = os.path.join(folder, name)

@@ -27,6 +27,7 @@ from typing import Any
 import pytest
 import yaml
 from conftest import VERSIONED, Backend, git
+from test_cli import flags
 
 from mlemremote import _artifacts
 from mlemremote.api import init, link, open_artifact, pull
@@ -534,20 +535,6 @@ def test_local_git_symlinks_are_not_files(backend: Backend, tmp_path: Path) -> N
 
 
 # -- the command line ----------------------------------------------------------------------
-def flags(backend: Backend) -> list[str]:
-    out: list[str] = []
-
-    def add(prefix: str, value: Any) -> None:
-        if isinstance(value, dict):
-            for key, inner in value.items():
-                add(f"{prefix}.{key}" if prefix else key, inner)
-        else:
-            out.extend(["-o", f"{prefix}={value}"])
-
-    add("", backend.storage_options or {})
-    return out
-
-
 @pytest.mark.parametrize("backend", ["local", "s3-moto"], indirect=True)
 def test_cli_get(backend: Backend, tmp_path: Path) -> None:
     repo = upload_fixture(backend)
@@ -649,7 +636,7 @@ def test_a_trickling_artifact_is_cut_off_at_its_budget(
     meta = model_with(backend, backend.uri("m"), {"w.bin": os.urandom(64)})
     proxy.trickle_interval = 0.3
     proxy.fail("trickle", 10, lambda method, path: method == "GET" and "w.bin" in path)
-    with configured(retry_max_seconds=1.5, min_transfer_rate=1 << 20):
-        with pytest.raises(TimeBudgetError):
-            pull(meta, str(tmp_path / "d"), storage_options=backend.storage_options)
+    budget = configured(retry_max_seconds=1.5, min_transfer_rate=1 << 20)
+    with budget, pytest.raises(TimeBudgetError):
+        pull(meta, str(tmp_path / "d"), storage_options=backend.storage_options)
     assert leftovers(tmp_path) == []

@@ -188,49 +188,29 @@ class GCSStore(AsyncStore):
         import base64
         import binascii
 
-        fs = loc.fs
-        bucket, key, _ = fs.split_path(loc.fullpath)
-        page_token: dict[str, str] = {}
+        key = loc.fs.split_path(loc.fullpath)[1]
         try:
-            while True:
-                page = fs.call(
-                    "GET", "b/{}/o", bucket, prefix=key, versions="true", json_out=True,
-                    **page_token,
-                )  # fmt: skip
-                for item in sorted(
-                    page.get("items", []), key=lambda i: int(i.get("generation", 0)), reverse=True
-                ):
-                    try:
-                        digest = base64.b64decode(item.get("md5Hash", "")).hex()
-                    except (binascii.Error, ValueError):
-                        continue
-                    if item["name"] == key and int(item.get("size", -1)) == size and digest == md5:
-                        return str(item["generation"])
-                if "nextPageToken" not in page:
-                    return None
-                page_token = {"pageToken": page["nextPageToken"]}
+            items = sorted(_listed_versions(loc), key=lambda i: -int(i.get("generation", 0)))
         except Exception:
             return None  # (not known: the current object is read, and checked)
+        for item in items:
+            try:
+                digest = base64.b64decode(item.get("md5Hash", "")).hex()
+            except (binascii.Error, ValueError):
+                continue
+            if item["name"] == key and int(item.get("size", -1)) == size and digest == md5:
+                return str(item["generation"])
+        return None
 
     def versions(self, loc: Where) -> list[Version]:
-        fs = loc.fs
-        bucket, key, _ = fs.split_path(loc.fullpath)
+        key = loc.fs.split_path(loc.fullpath)[1]
         found: list[tuple[int, Version]] = []
-        page_token: dict[str, str] = {}
         try:
-            while True:
-                page = fs.call(
-                    "GET", "b/{}/o", bucket, prefix=key, versions="true", json_out=True,
-                    **page_token,
-                )  # fmt: skip
-                for item in page.get("items", []):
-                    if item["name"] == key:
-                        created = _parse_time(item["timeCreated"])
-                        generation = int(item["generation"])
-                        found.append((generation, Version(str(generation), created)))
-                if "nextPageToken" not in page:
-                    break
-                page_token = {"pageToken": page["nextPageToken"]}
+            for item in _listed_versions(loc):
+                if item["name"] == key:
+                    created = _parse_time(item["timeCreated"])
+                    generation = int(item["generation"])
+                    found.append((generation, Version(str(generation), created)))
         except Exception as exc:
             raise storage_error(loc, "list versions of", exc) from None
         # Generations only grow: the highest is the newest, whatever the clocks say.
@@ -274,6 +254,22 @@ async def _get_capped(
             if not response.content.at_eof():
                 response.close()  # over the cap or cancelled: drop the connection
             raise
+
+
+def _listed_versions(loc: Where) -> list[dict[str, Any]]:
+    """Every generation of the objects whose names start with `loc`'s (all pages)."""
+    fs = loc.fs
+    bucket, key, _ = fs.split_path(loc.fullpath)
+    items: list[dict[str, Any]] = []
+    page_token: dict[str, str] = {}
+    while True:
+        page = fs.call(
+            "GET", "b/{}/o", bucket, prefix=key, versions="true", json_out=True, **page_token
+        )
+        items.extend(page.get("items", []))
+        if "nextPageToken" not in page:
+            return items
+        page_token = {"pageToken": page["nextPageToken"]}
 
 
 async def _open_media(loc: Where, offset: int, token: str | None) -> Any:

@@ -116,11 +116,7 @@ class GitRevisionStore(Store):
         import pygit2
 
         repo = loc.fs.repo
-        commit = commit_object(repo, loc.fs.ref, str(loc))
-        try:
-            found = commit.tree[loc.fullpath] if loc.fullpath else commit.tree
-        except KeyError:
-            raise FileNotFoundError(loc.fullpath) from None
+        found = _entry(loc)
         if not isinstance(found, pygit2.Blob):
             raise IsADirectoryError(loc.fullpath)
         try:
@@ -142,11 +138,7 @@ class GitRevisionStore(Store):
         import pygit2
 
         repo = loc.fs.repo
-        commit = commit_object(repo, loc.fs.ref, str(loc))
-        try:
-            found = commit.tree[loc.fullpath] if loc.fullpath else commit.tree
-        except KeyError:
-            raise FileNotFoundError(loc.fullpath) from None
+        found = _entry(loc)
         mode = getattr(found, "filemode", None)
         if not isinstance(found, pygit2.Blob) or mode == pygit2.enums.FileMode.LINK:
             kind = "a symlink" if isinstance(found, pygit2.Blob) else "not a file"
@@ -191,6 +183,15 @@ class GitRevisionStore(Store):
         folder = loc.fullpath.rstrip("/")
         depth = folder.count("/") + 1 if folder else 0
         return sorted({"/".join(p.split("/")[: depth + 1]) for p in self.listing(loc)})
+
+
+def _entry(loc: Where) -> Any:
+    """What the revision's tree holds at `loc` (`FileNotFoundError` when nothing)."""
+    commit = commit_object(loc.fs.repo, loc.fs.ref, str(loc))
+    try:
+        return commit.tree[loc.fullpath] if loc.fullpath else commit.tree
+    except KeyError:
+        raise FileNotFoundError(loc.fullpath) from None
 
 
 class _BlobBody:

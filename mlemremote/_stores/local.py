@@ -548,19 +548,21 @@ def _libc_function(name: str) -> Any:
         return None
 
 
+def _renameat2() -> Any:
+    """Linux's `renameat2` (a ctypes function), or None."""
+    renameat2 = _libc_function("renameat2") if sys.platform.startswith("linux") else None
+    if renameat2 is not None:
+        renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p]
+        renameat2.argtypes += [ctypes.c_uint]
+    return renameat2
+
+
 def _make_exchange() -> Callable[[str, str], None]:
     """`exchange(a, b)`: swap the two names atomically (both must exist), raising
     `OSError` as the system call does and `_NoExchange` where it is not available."""
     if sys.platform.startswith("linux"):
-        renameat2 = _libc_function("renameat2")
+        renameat2 = _renameat2()
         if renameat2 is not None:
-            renameat2.argtypes = [
-                ctypes.c_int,
-                ctypes.c_char_p,
-                ctypes.c_int,
-                ctypes.c_char_p,
-                ctypes.c_uint,
-            ]
 
             def linux(a: str, b: str) -> None:
                 _check(
@@ -631,15 +633,8 @@ def rename_noreplace(a: str, b: str) -> None:
     """Rename `a` to `b` unless something is at `b` (`FileExistsError`): atomically with
     `renameat2(RENAME_NOREPLACE)` on Linux; elsewhere a check, then the rename (which
     could then only replace an empty folder made in between)."""
-    renameat2 = _libc_function("renameat2") if sys.platform.startswith("linux") else None
+    renameat2 = _renameat2()
     if renameat2 is not None:
-        renameat2.argtypes = [
-            ctypes.c_int,
-            ctypes.c_char_p,
-            ctypes.c_int,
-            ctypes.c_char_p,
-            ctypes.c_uint,
-        ]
         result = renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_NOREPLACE)
         if result == 0:
             return

@@ -432,7 +432,7 @@ class Transfer:
                 if self._body is None:
                     self._open_body()
                 return step()
-            except (MlemError, _Stopped):
+            except MlemError:
                 self.close()
                 raise
             except Exception as exc:
@@ -449,7 +449,18 @@ class Transfer:
                     0,
                     min(settings.retry_max_wait, settings.retry_initial_wait * 2**self._failures),
                 )
-                _sleep_within(pause, loc)
+                self._pause(pause, loc)
+
+    def _pause(self, seconds: float, loc: Location) -> None:
+        """The backoff before a retry, within the time budget; cut short by a stop."""
+        from mlemremote._stores.base import remaining
+
+        if seconds >= remaining(loc, "read"):
+            raise TimeBudgetError(f"cannot read {loc}: its time budget is spent (retrying faults)")
+        if self._stop is None:
+            time.sleep(seconds)
+        elif self._stop.wait(seconds):
+            raise _Stopped
 
 
 class _Ended:
@@ -466,17 +477,9 @@ class _Ended:
         return None
 
 
-class _Stopped(Exception):
-    """Another transfer of the same pull failed, or the pull was interrupted."""
-
-
-def _sleep_within(pause: float, loc: Location) -> None:
-    from mlemremote._stores.base import remaining
-
-    left = remaining(loc, "read")
-    if pause >= left:
-        raise TimeBudgetError(f"cannot read {loc}: its time budget is spent (retrying faults)")
-    time.sleep(pause)
+class _Stopped(MlemError):
+    """Another transfer of the same pull failed, or the pull was interrupted (never
+    raised from a pull: the error that stopped it is)."""
 
 
 def transfer_seconds(size: int) -> float:
@@ -526,6 +529,13 @@ def check_dest(path: str, overwrite: bool) -> None:
         )
     if os.path.ismount(path):
         raise DestinationExistsError(f"{path} is a mount point; it is not replaced")
+    here = os.path.realpath(os.getcwd())
+    real = os.path.realpath(path)
+    if real == os.path.realpath(os.path.expanduser("~")) or is_inside(here, real):
+        raise DestinationExistsError(
+            f"{path} is your home folder, or the current folder or one above it: a pull "
+            "never replaces those; name a folder of its own"
+        )
 
 
 def pull(

@@ -190,7 +190,8 @@ class GCSStore(AsyncStore):
 
         key = loc.fs.split_path(loc.fullpath)[1]
         try:
-            items = sorted(_listed_versions(loc), key=lambda i: -int(i.get("generation", 0)))
+            listed = _listed_versions(loc, pages=10)  # (at most 10,000 generations)
+            items = sorted(listed, key=lambda i: -int(i.get("generation", 0)))
         except Exception:
             return None  # (not known: the current object is read, and checked)
         for item in items:
@@ -256,20 +257,23 @@ async def _get_capped(
             raise
 
 
-def _listed_versions(loc: Where) -> list[dict[str, Any]]:
-    """Every generation of the objects whose names start with `loc`'s (all pages)."""
+def _listed_versions(loc: Where, pages: int | None = None) -> list[dict[str, Any]]:
+    """Every generation of the objects whose names start with `loc`'s (all pages, or
+    the first `pages`)."""
     fs = loc.fs
     bucket, key, _ = fs.split_path(loc.fullpath)
     items: list[dict[str, Any]] = []
     page_token: dict[str, str] = {}
-    while True:
+    while pages is None or pages > 0:
+        pages = None if pages is None else pages - 1
         page = fs.call(
             "GET", "b/{}/o", bucket, prefix=key, versions="true", json_out=True, **page_token
         )
         items.extend(page.get("items", []))
         if "nextPageToken" not in page:
-            return items
+            break
         page_token = {"pageToken": page["nextPageToken"]}
+    return items
 
 
 async def _open_media(loc: Where, offset: int, token: str | None) -> Any:

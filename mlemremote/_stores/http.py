@@ -45,6 +45,7 @@ from mlemremote._stores.base import (
     Where,
     changed,
     content_token,
+    own_timeouts,
     read_capped,
     told_size,
     told_start,
@@ -103,7 +104,13 @@ class HTTPStore(AsyncStore):
         # One GET (redirects followed as for metafiles), its body read as it is consumed;
         # a resumed read names the validator it started on (If-Match, or If-Range).
         session, response = self.run(
-            loc, "read", _respond, loc, f"bytes={offset}-" if offset else None, None, token
+            loc,
+            "read",
+            own_timeouts(_respond),
+            loc,
+            f"bytes={offset}-" if offset else None,
+            None,
+            token,
         )
 
         async def close() -> None:

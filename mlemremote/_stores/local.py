@@ -150,12 +150,8 @@ class LocalStore(Store):
     def open_body(
         self, loc: Where, *, offset: int = 0, token: str | None = None, within: str | None = None
     ) -> Body:
-        fd, info = open_regular(loc.fullpath, str(loc))
+        fd, info = open_confined(loc.fullpath, str(loc), within)
         try:
-            if within is not None and not _fd_inside(fd, info, loc.fullpath, within):
-                raise InvalidArtifactError(
-                    f"{loc} leads out of {within} through a symlink; it was not read"
-                )
             now = f"{info.st_dev:x}-{info.st_ino:x}-{info.st_mtime_ns:x}"
             if token is not None and token != now:
                 raise changed(loc)
@@ -211,6 +207,45 @@ class _FileBody:
         fd, self._fd = self._fd, None
         if fd is not None:
             os.close(fd)
+
+
+def open_confined(path: str, where: str, within: str | None) -> tuple[int, os.stat_result]:
+    """A descriptor for reading the regular file at `path` (symlinks followed), which
+    must be inside the folder `within` once every symlink is resolved.
+
+    Where the system has `O_PATH` (Linux), the file is first pinned without being opened
+    (so a FIFO or a device swapped in is never opened: opening some devices acts), its
+    kind and place are judged on that descriptor, and the very same file is then opened
+    for reading through it: no name is looked up twice, so a symlink or a device swapped
+    in at any moment gains nothing. Elsewhere, `open_regular` and the same checks on the
+    open descriptor. `InvalidArtifactError` for a file outside `within`, `NotAFileError`
+    for anything but a regular file, `FileNotFoundError` when nothing is there."""
+    o_path = getattr(os, "O_PATH", None)
+    if o_path is None or not os.path.isdir("/proc/self/fd"):
+        fd, info = open_regular(path, where)
+    else:
+        try:
+            pinned = os.open(path, o_path | os.O_CLOEXEC)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise NotAFileError(f"{where} is a symlink loop; it was not read") from None
+            raise
+        try:
+            _refuse_kind(os.fstat(pinned), where)
+            fd = os.open(f"/proc/self/fd/{pinned}", _READ_FLAGS)
+        finally:
+            os.close(pinned)
+        info = os.fstat(fd)
+    try:
+        _refuse_kind(info, where)
+        if within is not None and not _fd_inside(fd, info, path, within):
+            raise InvalidArtifactError(
+                f"{where} leads out of {within} through a symlink; it was not read"
+            )
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, info
 
 
 def _fd_inside(fd: int, info: os.stat_result, path: str, folder: str) -> bool:

@@ -28,6 +28,8 @@ from mlemremote._stores.base import (
     too_large,
 )
 
+VERSION_PAGES = 10  # pages of a version listing looked through (1,000 versions each)
+
 
 class S3Store(AsyncStore):
     kind = "S3"
@@ -147,7 +149,7 @@ class S3Store(AsyncStore):
         bucket, key, _ = loc.fs.split_path(loc.fullpath)
         marker: dict[str, str] = {}
         try:
-            while True:
+            for _ in range(VERSION_PAGES):
                 page = loc.fs.call_s3("list_object_versions", Bucket=bucket, Prefix=key, **marker)
                 for item in page.get("Versions", []):
                     etag = str(item.get("ETag", "")).strip('"').lower()
@@ -162,6 +164,7 @@ class S3Store(AsyncStore):
                 }
         except Exception:
             return None  # (not known: the current object is read, and checked)
+        return None  # (not among the newest VERSION_PAGES pages: the current one is read)
 
     def versioned(self, loc: Where) -> bool:
         bucket = loc.fs.split_path(loc.fullpath)[0]

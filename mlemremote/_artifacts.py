@@ -74,10 +74,13 @@ from mlemremote.core.errors import (
     ArtifactIntegrityError,
     ArtifactNotFoundError,
     DestinationExistsError,
+    HostNotAllowedError,
     InsufficientSpaceError,
     InvalidArgumentError,
     InvalidArtifactError,
+    InvalidLinkError,
     MlemError,
+    SecretInURLError,
     StorageError,
     TimeBudgetError,
     WrongMetaType,
@@ -233,11 +236,9 @@ def _locate(
         _policy.refuse_secrets(uri)
         try:
             _policy.check_destination(uri, base_scheme, base.uri, what)
-        except InvalidArtifactError:
-            raise
-        except MlemError as exc:  # (HostNotAllowedError stays what it is: a refused host)
-            if type(exc).__name__ == "HostNotAllowedError":
-                raise
+        except (HostNotAllowedError, SecretInURLError):
+            raise  # (the policy's own refusals, as for links)
+        except InvalidLinkError as exc:
             raise InvalidArtifactError(str(exc)) from None
         if scheme is None and (base.is_local or base.scheme == "memory"):
             loc = base.sibling(posixpath.normpath(uri), repo=base._repo)
@@ -249,7 +250,7 @@ def _locate(
             return loc, posixpath.dirname(loc.fullpath)
         raise InvalidArtifactError(
             f"{what}: {_short(uri)} is on another filesystem or bucket than its metafile; "
-            "pass external=True (--external on the command line) to read it there"
+            "pass external_artifacts=True (--external-artifacts) to read it there"
         )
     if full != folder and is_inside(full, folder) and is_inside(plain, folder):
         return loc, folder
@@ -553,10 +554,18 @@ def pull(
     path = local_dest(dest)
     check_dest(path, overwrite)
     parent = os.path.dirname(path)
-    os.makedirs(parent, exist_ok=True)
+    try:
+        os.makedirs(parent, exist_ok=True)
+    except OSError as exc:
+        raise StorageError(f"cannot make the folder {parent} ({exc.strerror})") from None
     total = sum(art.size for art in found)
     _check_space(parent, total)
-    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.pull-", dir=parent)
+    try:
+        tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.pull-", dir=parent)
+    except OSError as exc:
+        raise StorageError(
+            f"cannot make a folder in {parent} to pull into ({exc.strerror}); nothing was written"
+        ) from None
     shown = sys.stderr.isatty() if progress is None else progress
     bar = _Progress(total, len(found), enabled=shown)
     try:

@@ -27,7 +27,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import VERSIONED, Backend, git
+from conftest import REPORT, VERSIONED, Backend, git
 from test_cli import flags
 
 from mlemremote import _artifacts
@@ -172,6 +172,10 @@ def test_a_damaged_artifact_leaves_nothing(backend: Backend, tmp_path: Path, dam
         pull(meta, str(dest), storage_options=backend.storage_options)
     assert "model.bin" in str(caught.value)
     assert leftovers(tmp_path / "out") == []  # no dest, no temporary folder
+    REPORT["artifacts"].append(
+        f"{backend.name:>13}: a {damage} artifact: {type(caught.value).__name__}, "
+        "no destination, no temporary folder"
+    )
     so = backend.storage_options
     # Streamed: the error comes, never a quiet end.
     with pytest.raises(expected), open_artifact(meta, "model.bin", storage_options=so) as f:
@@ -287,6 +291,10 @@ def test_hostile_artifact_entries_are_refused(backend: Backend, tmp_path: Path) 
         assert not (tmp_path / "bad").exists()
     assert leftovers(tmp_path) == []
     assert refused == len(cases)
+    REPORT["artifacts"].append(
+        f"{backend.name:>13}: {refused} hostile artifact entries (+3 malformed lists) refused "
+        "before any download, by pull and open_artifact; nothing written"
+    )
 
 
 def test_artifacts_may_climb_inside_their_repo_only(backend: Backend, tmp_path: Path) -> None:

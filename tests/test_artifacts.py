@@ -721,3 +721,33 @@ def test_one_failure_stops_the_other_downloads(
         pull(meta, str(tmp_path / "d"), storage_options=backend.storage_options)
     assert time.monotonic() - started < 15
     assert leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("backend", ["local"], indirect=True)
+def test_cli_get_shows_progress_on_a_terminal(backend: Backend, tmp_path: Path) -> None:
+    import pty
+
+    meta = model_with(backend, backend.uri("m"), {"w.bin": os.urandom(3 << 20)})
+    leader, follower = pty.openpty()
+    try:
+        done = subprocess.run(
+            [SCRIPT, "get", meta, str(tmp_path / "d")],
+            stdout=subprocess.PIPE, stderr=follower, text=True, timeout=120,
+        )  # fmt: skip
+        os.close(follower)
+        follower = -1
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # (the terminal is gone once it is read out)
+                break
+            if not chunk:
+                break
+            shown += chunk
+    finally:
+        if follower >= 0:
+            os.close(follower)
+        os.close(leader)
+    assert done.returncode == 0
+    assert b"pulling [" in shown and b"1/1 files" in shown and b"100%" in shown

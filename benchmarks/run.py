@@ -11,7 +11,10 @@ objects for both tools, and measures, alternating the two tools in one process t
 - median latency per operation, on a direct connection, and the ratio mlemremote/MLEM;
 - resolving 1,000 links: MLEM one by one, mlemremote with `load_many`;
 - start-up of `mlemremote --help` and `mlem --help`;
-- reads from a remote git server, cold and warm (mlemremote only; beside `git` by hand).
+- reads from a remote git server, cold and warm (mlemremote only; beside `git` by hand);
+- `pull` of a model's artifacts (10 files, 96 MiB) through an alias, against s3fs's own
+  `get` of the same files: throughput ratio and requests (`python benchmarks/run.py pull`
+  reruns only this table).
 
 Results: benchmarks/results/results.json, results.md and chart.png.
 """
@@ -38,7 +41,7 @@ from faultproxy import FaultProxy  # noqa: E402
 from mlem_peer import ensure_peer, peer_env  # noqa: E402
 from services import S3_KEY, S3_SECRET, running_services  # noqa: E402
 
-from mlemremote.api import link, load_many, load_meta  # noqa: E402
+from mlemremote.api import link, load_many, load_meta, pull  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 REPEATS = int(os.environ.get("BENCH_REPEATS", "15"))
@@ -262,6 +265,102 @@ def raw_gather_seconds(paths: list[str], options: dict[str, Any]) -> float:
     return time.perf_counter() - start
 
 
+# -- pull: a model's artifacts, against s3fs's own get -----------------------------------------
+PULL_RUNS = int(os.environ.get("BENCH_PULL_RUNS", "7"))
+# A model's files: a large weights file, a mid-sized one and eight shards (96 MiB in all).
+PULL_FILES = {"weights.bin": 64 << 20, "optimizer.bin": 24 << 20} | {
+    f"shards/shard-{i}.bin": 1 << 20 for i in range(8)
+}
+
+
+def measure_pull(name: str, url: str) -> dict[str, Any]:
+    """`pull` of an alias to a model whose 10 artifacts hold 96 MiB, beside s3fs's `get`
+    of the same 10 files (a fresh filesystem each run, into a fresh folder), alternating
+    the two; median seconds of `PULL_RUNS` runs each, on a direct connection, and the
+    requests of one run of each counted by a proxy."""
+    import hashlib
+    import tempfile
+
+    import s3fs
+
+    from mlemremote import MlemModel
+
+    direct = {"key": S3_KEY, "secret": S3_SECRET, "client_kwargs": {"endpoint_url": url}}
+    fs = s3fs.S3FileSystem(skip_instance_cache=True, **direct)
+    bucket = f"bench-pull-{uuid.uuid4().hex[:8]}"
+    fs.mkdir(bucket)
+    artifacts = {}
+    for rel, size in PULL_FILES.items():
+        data = os.urandom(size)
+        fs.pipe(f"{bucket}/models/m/{rel}", data)
+        artifacts[rel] = {"uri": f"m/{rel}", "size": size, "hash": hashlib.md5(data).hexdigest()}
+    model = f"s3://{bucket}/models/m"
+    MlemModel(artifacts=artifacts).dump(model, storage_options=direct)
+    link(model, target=f"s3://{bucket}/aliases/prod", storage_options=direct)
+    alias = f"s3://{bucket}/aliases/prod"
+    remote = [f"{bucket}/models/m/{rel}" for rel in PULL_FILES]
+    work = Path(tempfile.mkdtemp(prefix="mlemremote-pull-bench-"))
+    runs = iter(range(1_000_000))
+
+    def ours(options: dict[str, Any]) -> None:
+        pull(alias, str(work / f"ours-{next(runs)}"), storage_options=options, progress=False)
+
+    def theirs(options: dict[str, Any]) -> None:
+        folder = work / f"s3fs-{next(runs)}"
+        local = [str(folder / rel) for rel in PULL_FILES]
+        for path in local:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+        s3fs.S3FileSystem(skip_instance_cache=True, **options).get(remote, local)
+
+    proxy = FaultProxy(url)
+    counted = {**direct, "client_kwargs": {"endpoint_url": proxy.start()}}
+    try:
+        requests: dict[str, dict[str, int]] = {}
+        for tool, run in (("mlemremote", ours), ("s3fs", theirs)):
+            run(direct)  # warm: connections, imports
+            proxy.requests.clear()
+            run(counted)
+            requests[tool] = dict(proxy.requests)
+    finally:
+        proxy.stop()
+    ours_times, theirs_times = [], []
+    try:
+        for _ in range(PULL_RUNS):
+            for run, times in ((ours, ours_times), (theirs, theirs_times)):
+                start = time.perf_counter()
+                run(direct)
+                times.append(time.perf_counter() - start)
+            for folder in work.iterdir():  # (the page cache, not the disk, fills up)
+                shutil.rmtree(folder, ignore_errors=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+        fs.rm(bucket, recursive=True)
+    total = sum(PULL_FILES.values())
+    ours_s, theirs_s = statistics.median(ours_times), statistics.median(theirs_times)
+    row = {
+        "files": len(PULL_FILES),
+        "mib": total >> 20,
+        "mlemremote_pull_s": round(ours_s, 3),
+        "s3fs_get_s": round(theirs_s, 3),
+        "mlemremote_mib_s": round(total / ours_s / (1 << 20), 1),
+        "s3fs_mib_s": round(total / theirs_s / (1 << 20), 1),
+        "throughput_ratio": round(theirs_s / ours_s, 3),
+        "mlemremote_runs_s": [round(t, 3) for t in ours_times],
+        "s3fs_runs_s": [round(t, 3) for t in theirs_times],
+        "mlemremote_requests": sum(requests["mlemremote"].values()),
+        "s3fs_requests": sum(requests["s3fs"].values()),
+        "mlemremote_request_log": sorted(requests["mlemremote"]),
+        "s3fs_request_log": sorted(requests["s3fs"]),
+    }
+    print(
+        f"  {name}: pull {ours_s:.2f} s, s3fs get {theirs_s:.2f} s: ratio "
+        f"{row['throughput_ratio']}; requests {row['mlemremote_requests']} vs "
+        f"{row['s3fs_requests']}",
+        flush=True,
+    )
+    return row
+
+
 def _new(tool: str, counter: dict[str, int]) -> str:
     counter["n"] += 1
     return f"new-{tool}-{counter['n']}"
@@ -410,6 +509,19 @@ def write_results(results: dict[str, Any]) -> None:
             f"| {op} | {row['requests']} | {row['median_ms']} |"
             for op, row in results["git"].items()
         ]
+    if "pull" in results:
+        lines += [
+            "",
+            "| server | files | MiB | mlemremote pull, median (s) | s3fs get, median (s) "
+            "| throughput ratio (s3fs time / pull time) | requests mlemremote | requests s3fs |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        ]
+        lines += [
+            f"| {server} | {row['files']} | {row['mib']} | {row['mlemremote_pull_s']} "
+            f"({row['mlemremote_mib_s']} MiB/s) | {row['s3fs_get_s']} ({row['s3fs_mib_s']} MiB/s) "
+            f"| {row['throughput_ratio']} | {row['mlemremote_requests']} | {row['s3fs_requests']} |"
+            for server, row in results["pull"].items()
+        ]
     bare = results["startup_ms"].get("python -c pass")
     lines += ["", "| command | median start-up (ms) | ratio to `python -c pass` |"]
     lines += ["| --- | --- | --- |"]
@@ -446,10 +558,13 @@ def chart(results: dict[str, Any]) -> None:
 
 
 def main() -> None:
-    if sys.argv[1:] in (["git"], ["startup"]):  # one table, merged into the last results
+    if sys.argv[1:] in (["git"], ["startup"], ["pull"]):  # one table, merged into the last
         results = json.loads((RESULTS / "results.json").read_text())
         if sys.argv[1] == "git":
             results["git"] = measure_git()
+        elif sys.argv[1] == "pull":
+            with running_services(("s3",)) as endpoints:
+                results["pull"] = {n: measure_pull(n, u) for n, u in endpoints.s3.items()}
         else:
             peer = ensure_peer()
             assert peer is not None
@@ -464,6 +579,8 @@ def main() -> None:
         for name, url in endpoints.s3.items():
             print(f"measuring on {name} ...", flush=True)
             results["servers"].append(measure_server(name, url, peer_python))
+        print("measuring pull ...", flush=True)
+        results["pull"] = {n: measure_pull(n, u) for n, u in endpoints.s3.items()}
     print("measuring remote git ...", flush=True)
     results["git"] = measure_git()
     results["startup_ms"] = startup(peer_python)

@@ -571,6 +571,67 @@ def check(
     raise typer.Exit(1 if broken else 0)
 
 
+@app.command()
+def get(
+    path: Annotated[
+        str, typer.Argument(help="The alias or object: a path, URI, or a name in --repo.")
+    ],
+    dest: Annotated[str, typer.Argument(help="The local folder to create with its files.")],
+    repo: Repo = None,
+    rev: Rev = None,
+    force: Annotated[
+        bool,
+        typer.Option("--force", "-f", help="Replace DEST if it is a folder (in one step)."),
+    ] = False,
+    concurrency: Annotated[
+        int, typer.Option("--concurrency", min=1, help="Files downloaded at once at most.")
+    ] = 8,
+    external_artifacts: Annotated[
+        bool,
+        typer.Option(
+            "--external-artifacts",
+            help="Read artifacts that are on another filesystem or bucket than the metafile "
+            "(where a link could lead).",
+        ),
+    ] = False,
+    storage_option: StorageOptions = None,
+    json_out: Json = False,
+    verbose: Verbose = False,
+) -> None:
+    """Copy the artifacts of what PATH leads to (links followed) into the new folder DEST,
+    like `dvc get`: every file checked against its size and MD5, beside a copy of the
+    metafile (MLEM loads DEST as it is). Nothing is left in DEST on an error."""
+    from mlemremote.api import pull
+
+    options = parse_storage_options(storage_option)
+    done = _run(
+        verbose,
+        lambda: pull(
+            path,
+            dest,
+            repo,
+            rev,
+            overwrite=force,
+            concurrency=concurrency,
+            progress=sys.stderr.isatty() and not json_out,
+            external_artifacts=external_artifacts,
+            storage_options=options,
+        ),
+    )
+    if json_out:
+        row = {
+            "dest": done.dest,
+            "source": done.source,
+            "metafile": done.metafile,
+            "files": done.files,
+            "bytes": done.size,
+        }
+        typer.echo(json.dumps(row, indent=2))
+        return
+    files = _count(len(done.files), "artifact", "artifacts")
+    typer.echo(f"{done.source}: {files} ({done.size} bytes) -> {done.dest}")
+
+
 def _target_of(link: Any) -> str | None:
     """What a link points to, as `show` prints it (None for no link: a removal)."""
     return None if link is None else _pointer(link)["points_to"]

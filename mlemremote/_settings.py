@@ -39,6 +39,10 @@ class Settings:
     # how large the cache of fetched commits may grow before the least used are removed.
     git_max_transfer_bytes: int = 64 << 20
     git_cache_max_bytes: int = 1 << 30
+    # Artifacts (`pull`, `open_artifact`): each file has `retry_max_seconds` plus one
+    # second per this many bytes it declares (a server that trickles is cut off), and no
+    # read of it may wait longer than `retry_max_seconds` for its next bytes.
+    min_transfer_rate: int = 64 << 10
 
 
 _ENV = {
@@ -48,6 +52,7 @@ _ENV = {
     "max_metafile_bytes": "MLEMREMOTE_MAX_METAFILE_BYTES",
     "git_max_transfer_bytes": "MLEMREMOTE_GIT_MAX_TRANSFER_BYTES",
     "git_cache_max_bytes": "MLEMREMOTE_GIT_CACHE_MAX_BYTES",
+    "min_transfer_rate": "MLEMREMOTE_MIN_TRANSFER_RATE",
 }
 
 
@@ -73,6 +78,7 @@ def _checked(settings: Settings) -> Settings:
         "max_metafile_bytes": (int, 1),
         "git_max_transfer_bytes": (int, 1),
         "git_cache_max_bytes": (int, 0),
+        "min_transfer_rate": (int, 1),
         "retry_max_seconds": (float, 0),
         "retry_initial_wait": (float, 0),
         "retry_max_wait": (float, 0),

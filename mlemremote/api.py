@@ -18,7 +18,8 @@ import contextlib
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
-from mlemremote import _bulk, _history, _links, _location
+from mlemremote import _artifacts, _bulk, _history, _links, _location
+from mlemremote._artifacts import ArtifactFile, Pulled
 from mlemremote._boundary import public, public_bulk
 from mlemremote._bulk import CheckResult
 from mlemremote._history import HistoryEntry
@@ -323,8 +324,10 @@ def init(path: str = ".", *, storage_options: StorageOptions | None = None) -> N
 
 
 __all__ = [
+    "ArtifactFile",
     "CheckResult",
     "HistoryEntry",
+    "Pulled",
     "Settings",
     "check",
     "configure",
@@ -334,6 +337,8 @@ __all__ = [
     "link",
     "load_many",
     "load_meta",
+    "open_artifact",
+    "pull",
     "rollback",
     "unlink",
 ]
@@ -574,3 +579,99 @@ def unlink(
         removing=True,
     )
     return cast(MlemLink, _links.remove_link(target, build, expected=expected))
+
+
+@public
+def pull(
+    path: str,
+    dest: str,
+    repo: str | None = None,
+    rev: str | None = None,
+    *,
+    overwrite: bool = False,
+    concurrency: int = 8,
+    progress: bool | None = None,
+    external_artifacts: bool = False,
+    storage_options: StorageOptions | None = None,
+) -> Pulled:
+    """Copy every artifact of the object `path` (in `repo`, at `rev`; links followed as
+    `load_meta` follows them) into the new local folder `dest`, like `dvc get`: each file
+    at its place relative to the metafile, beside a copy of the metafile that names them
+    (MLEM loads the folder as it is). Files are read through the same filesystems (so
+    remotes, credentials and storage options) as the metafile, at most `concurrency` at
+    once, each checked against its `size` and MD5 `hash` while it streams.
+
+    Nothing is left in `dest` unless every file matched: the files go to a temporary
+    folder beside it, renamed into place at the end. `dest` must not exist, unless
+    `overwrite` (then the folder there is replaced in one step). An artifact must be
+    inside its metafile's folder or repo, on the same filesystem and bucket
+    (`InvalidArtifactError`); `external_artifacts=True` lets it be elsewhere, where a link
+    could lead. `progress`: a progress line on stderr (default: when it is a terminal).
+
+    >>> import hashlib, os, tempfile
+    >>> from mlemremote import MlemModel
+    >>> from mlemremote.api import pull
+    >>> folder = tempfile.mkdtemp()
+    >>> with open(os.path.join(folder, "rf"), "wb") as f:
+    ...     _ = f.write(b"weights")
+    >>> art = {"uri": "rf", "size": 7, "hash": hashlib.md5(b"weights").hexdigest()}
+    >>> _ = MlemModel(artifacts={"data.pkl": art}).dump(os.path.join(folder, "rf"))
+    >>> pulled = pull(os.path.join(folder, "rf"), os.path.join(folder, "out"))
+    >>> sorted(os.listdir(pulled.dest)), open(pulled.files["data.pkl"], "rb").read()
+    (['rf', 'rf.mlem'], b'weights')
+    """
+    _check_concurrency(concurrency)
+    _check_flags(overwrite=overwrite, external_artifacts=external_artifacts)
+    if progress is not None and not isinstance(progress, bool):
+        raise InvalidArgumentError(f"progress must be True, False or None, not {progress!r:.60}")
+    target = _artifacts.local_dest(dest)
+    _artifacts.check_dest(target, overwrite)  # before any request
+    obj = _load(path, repo, rev, True, None, storage_options, shadows=True)
+    return _artifacts.pull(
+        obj,
+        target,
+        overwrite=overwrite,
+        concurrency=concurrency,
+        progress=progress,
+        external=external_artifacts,
+    )
+
+
+@public
+def open_artifact(
+    path: str,
+    name: str | None = None,
+    repo: str | None = None,
+    rev: str | None = None,
+    *,
+    external_artifacts: bool = False,
+    storage_options: StorageOptions | None = None,
+) -> ArtifactFile:
+    """Open one artifact of the object `path` (in `repo`, at `rev`, links followed) for
+    reading, without a copy: a binary file object (a context manager) over the bytes
+    as they arrive. `name` is its key in the metafile's `artifacts` (optional when there
+    is only one). Where it may be is checked as in `pull`.
+
+    No more than its `size` bytes are handed out; the read that reaches the end checks
+    the MD5, and raises `ArtifactIntegrityError` instead of ending when the bytes are not
+    the ones the metafile names. A `with` block that ends without an error reads what
+    was left unread, so the whole file has been checked when it ends.
+
+    >>> import hashlib, os, tempfile
+    >>> from mlemremote import MlemModel
+    >>> from mlemremote.api import open_artifact
+    >>> folder = tempfile.mkdtemp()
+    >>> with open(os.path.join(folder, "rf"), "wb") as f:
+    ...     _ = f.write(b"weights")
+    >>> art = {"uri": "rf", "size": 7, "hash": hashlib.md5(b"weights").hexdigest()}
+    >>> _ = MlemModel(artifacts={"data.pkl": art}).dump(os.path.join(folder, "rf"))
+    >>> with open_artifact(os.path.join(folder, "rf")) as f:
+    ...     f.read()
+    b'weights'
+    """
+    _check_flags(external_artifacts=external_artifacts)
+    if name is not None and not isinstance(name, str):
+        raise InvalidArgumentError(f"name must be an artifact's name (a string), not {name!r:.60}")
+    obj = _load(path, repo, rev, True, None, storage_options, shadows=True)
+    found = _artifacts.artifacts_of(obj, external=external_artifacts)
+    return _artifacts.open_stream(_artifacts.pick(found, name, str(obj.location)))

@@ -14,7 +14,10 @@ and the upstream's status and headers are kept; its body is replaced):
   size, with `huge_bytes` of body;
 - "ignore-range": a 200 with the object's full size (from the upstream's Content-Range)
   as if Range had not been sent;
-- "trickle": the upstream's answer, its body one byte every `trickle_interval` seconds.
+- "trickle": the upstream's answer, its body one byte every `trickle_interval` seconds;
+- "whole-again": a 200 with the whole object, as a server that ignores Range would send
+  it to a resumed read (the body of an earlier "cut" of the same request: the proxy
+  cannot re-sign a request without its Range).
 
 GET bodies are streamed to the client in small writes over a small socket send buffer,
 and each is recorded in `transfers` with the bytes actually sent before the client
@@ -49,7 +52,14 @@ HOP_BY_HOP = {
 
 Match = Callable[[str, str], bool]  # (method, path with query) -> does the fault apply
 
-BODY_FAULTS = {"huge-body", "huge-body-chunked", "huge-body-lying", "ignore-range", "trickle"}
+BODY_FAULTS = {
+    "huge-body",
+    "huge-body-chunked",
+    "huge-body-lying",
+    "ignore-range",
+    "trickle",
+    "whole-again",
+}
 WRITE_SIZE = 16 * 1024  # the proxy's writes of a streamed body
 SEND_BUFFER = 32 * 1024  # SO_SNDBUF of a streamed body's connection (Linux doubles it)
 # Headers that describe the upstream body: dropped when the body is replaced.
@@ -95,6 +105,7 @@ class FaultProxy:
         self.injected: Counter[str] = Counter()
         self.requests: Counter[str] = Counter()  # "METHOD path" -> times seen
         self.transfers: list[Transfer] = []  # every GET body streamed, in order
+        self.cut_bodies: dict[str, bytes] = {}  # path (no query) -> a body a "cut" cut short
         # The body of the "huge-body" faults (set lower to run the tests against a reader
         # that would download it whole, without exhausting the machine's memory).
         self.huge_bytes = int(os.environ.get("MLEMREMOTE_TEST_HUGE_BYTES", str(1 << 30)))
@@ -207,6 +218,7 @@ class FaultProxy:
             request.transport.close()
             return web.Response(status=status)
         if fault == "cut" and len(data) > 1:
+            self.cut_bodies[request.path] = data
             response = web.StreamResponse(status=status, headers=out_headers)
             response.content_length = len(data)
             await response.prepare(request)
@@ -254,6 +266,11 @@ class FaultProxy:
         out_headers = {k: v for k, v in out_headers.items() if k.lower() not in BODY_HEADERS}
         for key in [k for k in out_headers if k.lower().startswith("x-amz-checksum-")]:
             del out_headers[key]
+        if fault == "whole-again":
+            whole = self.cut_bodies[request.path]
+            return await self._send(
+                request, fault, 200, out_headers, len(whole), _padded(whole, len(whole))
+            )
         if fault == "ignore-range":  # the whole object, as if Range had not been sent
             size = int(total) if total.isdigit() else len(data)
             return await self._send(request, fault, 200, out_headers, size, _padded(data, size))

@@ -96,7 +96,27 @@ def ls(repo):
     }
 
 
-OPS = {f.__name__: f for f in (save_model, link, load, predict, link_yaml, init, ls)}
+def predict_rows(path, rows, repo=None):
+    """Load the model at `path` with MLEM (its artifacts included) and predict `rows`."""
+    import mlem.api
+    import numpy as np
+
+    model = mlem.api.load(path, repo=repo)
+    return [float(x) for x in model.predict(np.array(rows))]
+
+
+def artifacts(path, repo=None):
+    """The artifacts entries MLEM wrote for the object at `path`."""
+    from mlem.core.metadata import load_meta
+
+    meta = load_meta(path, repo=repo)
+    return {name: art.dict() for name, art in (meta.artifacts or {}).items()}
+
+
+OPS = {
+    f.__name__: f
+    for f in (save_model, link, load, predict, link_yaml, init, ls, predict_rows, artifacts)
+}
 
 
 def main():

@@ -66,7 +66,10 @@ def calls(tmp: Path) -> Iterator[tuple[str, Callable[[], object]]]:
     def load_link(path: object) -> object:
         return MlemLink.model_construct(path=path, link_type="model").load_link()
 
-    reading = {"load_meta", "load_meta repo", "history", "check", "resolve", "load_link"}
+    reading = {
+        "load_meta", "load_meta repo", "history", "check", "resolve", "load_link", "pull",
+        "open_artifact", "open_artifact name",
+    }  # fmt: skip
     for v in [*HOSTILE_VALUES, *HOSTILE_PATHS]:
         entry_points: list[tuple[str, Callable[..., object], tuple[Any, ...], dict[str, Any]]] = [
             ("load_meta", api.load_meta, (v,), {}),
@@ -89,6 +92,17 @@ def calls(tmp: Path) -> Iterator[tuple[str, Callable[[], object]]]:
             ("MlemLink", MlemLink, (), {"path": v, "link_type": "model"}),
             ("load_link", load_link, (v,), {}),
             ("resolve", mlemremote.resolve, (v,), {}),
+            ("pull", api.pull, (v, str(tmp / "pulled")), {}),
+            ("pull dest", api.pull, ("latest", v), {"repo": repo}),
+            ("pull repo", api.pull, ("latest", str(tmp / "pulled")), {"repo": v}),
+            ("pull overwrite", api.pull, ("latest", str(tmp / "p2")), {"repo": repo,
+                                                                      "overwrite": v}),
+            ("pull concurrency", api.pull, ("latest", str(tmp / "p3")), {"repo": repo,
+                                                                        "concurrency": v}),
+            ("pull progress", api.pull, ("latest", str(tmp / "p4")), {"repo": repo,
+                                                                     "progress": v}),
+            ("open_artifact", api.open_artifact, (v,), {}),
+            ("open_artifact name", api.open_artifact, ("latest",), {"repo": repo, "name": v}),
         ]  # fmt: skip
         for name, func, args, kwargs in entry_points:
             if v in HOSTILE_LOCAL_PATHS and name not in reading:

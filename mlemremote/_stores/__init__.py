@@ -22,6 +22,7 @@ from mlemremote._settings import current as current_settings
 from mlemremote._stores.azure import AzureStore
 from mlemremote._stores.base import (
     Blob,
+    Body,
     Expect,
     Expected,
     Store,
@@ -44,6 +45,7 @@ from mlemremote.core.errors import MlemError
 __all__ = [
     "Answer",
     "Blob",
+    "Body",
     "Expect",
     "Expected",
     "Store",

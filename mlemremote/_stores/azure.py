@@ -10,16 +10,20 @@ from typing import Any
 
 from mlemremote._foreign import code_of, missing_bucket, storage_error
 from mlemremote._stores.base import (
+    AsyncBody,
     AsyncStore,
     Blob,
+    Body,
     Expect,
     Expected,
     Where,
     WriteConflict,
     Written,
+    changed,
     own_timeouts,
     take_capped,
     told_size,
+    told_start,
     too_large,
 )
 
@@ -64,6 +68,64 @@ async def _download_capped(
         _drop(http)  # a no-op once the body was read to its end
 
 
+class _Chunks:
+    """`read(most)` over an SDK's stream of blocks of its own size."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream.__aiter__()
+        self._left = b""
+
+    async def read(self, most: int) -> bytes:
+        if not self._left:
+            try:
+                self._left = bytes(await self._stream.__anext__())
+            except StopAsyncIteration:
+                return b""
+        chunk, self._left = self._left[:most], self._left[most:]
+        return chunk
+
+
+async def _open_download(
+    loc: Where, offset: int, token: str | None
+) -> tuple[dict[str, Any], _Chunks, Any]:
+    """A Get Blob request (from `offset`), its body unread: its headers, its blocks, and
+    what closes it. Errors raised as the SDK raises them (`process_storage_error`)."""
+    from azure.core.exceptions import HttpResponseError
+    from azure.storage.blob._generated.models import ModifiedAccessConditions
+    from azure.storage.blob._shared.response_handlers import process_storage_error
+
+    container, name, _ = loc.fs.split_path(loc.fullpath)
+    client = loc.fs.service_client.get_blob_client(container=container, blob=name)
+    bc = await client.__aenter__()
+
+    def keep(response: Any, stream: Any, headers: dict[str, Any]) -> Any:
+        return response.http_response, stream, headers
+
+    conditions = ModifiedAccessConditions(if_match=token) if token is not None else None
+    try:
+        try:
+            http, stream, headers = await bc._client.blob.download(
+                range=f"bytes={offset}-" if offset else None,
+                modified_access_conditions=conditions,
+                retry_total=0,  # our retry policy is the one that counts
+                cls=keep,
+                **getattr(loc.fs, "_timeout_kwargs", {}),
+            )
+        except HttpResponseError as error:
+            if token is not None and error.status_code == 412:
+                raise changed(loc) from None
+            process_storage_error(error)
+    except BaseException:
+        await client.__aexit__(None, None, None)
+        raise
+
+    async def close() -> None:
+        _drop(http)
+        await client.__aexit__(None, None, None)
+
+    return headers, _Chunks(stream), close
+
+
 def _drop(http: Any) -> None:
     """Close the connection under a response at once (aiohttp's `close` is synchronous),
     also when the read was cancelled by the end of the call's time budget."""
@@ -90,6 +152,22 @@ class AzureStore(AsyncStore):
             assert got is not None
             headers, data = got
             return Blob(data, str(headers["ETag"]), modified=headers.get("Last-Modified"))
+
+    def open_body(
+        self, loc: Where, *, offset: int = 0, token: str | None = None, within: str | None = None
+    ) -> Body:
+        # One Get Blob (from `offset`), its body taken block by block as it is consumed;
+        # a resumed read names the ETag it started on (If-Match).
+        opened = self.run(loc, "read", own_timeouts(_open_download), loc, offset, token)
+        headers, chunks, close = opened
+        return AsyncBody(
+            loc,
+            chunks.read,
+            close,
+            told_size(headers.get("Content-Range"), headers.get("Content-Length")),
+            str(headers["ETag"]) if headers.get("ETag") else None,
+            told_start(headers.get("Content-Range")),
+        )
 
     async def _bucket_exists(self, loc: Where) -> bool:
         container = loc.fs.split_path(loc.fullpath)[0]

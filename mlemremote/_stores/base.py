@@ -9,6 +9,8 @@ checked while the bytes stream in, never after.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextlib
 import functools
 import hashlib
 import logging
@@ -29,11 +31,13 @@ from mlemremote._foreign import is_missing, is_transient, storage_error
 from mlemremote._redact import redact
 from mlemremote._settings import current as current_settings
 from mlemremote.core.errors import (
+    ArtifactIntegrityError,
     MetafileTooLargeError,
     MlemError,
     ReadOnlyLocationError,
     RevisionNotSupportedError,
     TimeBudgetError,
+    UnsupportedLocationError,
 )
 
 if TYPE_CHECKING:
@@ -97,6 +101,52 @@ class Version:
     version: str
     time: datetime
     deleted: bool = False
+
+
+class Body(Protocol):
+    """A file being read: its chunks in order, as they arrive (see `Store.open_body`)."""
+
+    @property
+    def size(self) -> int | None:
+        """The whole file's size, as the backend told it (None: not told)."""
+        ...
+
+    @property
+    def token(self) -> str | None:
+        """What identifies this content, so that a resumed read stays on it."""
+        ...
+
+    @property
+    def start(self) -> int:
+        """Where in the file the body starts (the server may ignore a Range)."""
+        ...
+
+    def read(self, most: int) -> bytes:
+        """The next chunk (at most `most` bytes; b"" at the end)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def changed(loc: Where) -> ArtifactIntegrityError:
+    return ArtifactIntegrityError(f"{loc} changed while it was being read")
+
+
+class BytesBody:
+    """A body that is already in memory (the memory filesystem, a git blob)."""
+
+    def __init__(
+        self, data: bytes | memoryview, size: int, token: str | None, start: int = 0
+    ) -> None:
+        self._view = memoryview(data)
+        self.size, self.token, self.start = size, token, start
+
+    def read(self, most: int) -> bytes:
+        chunk, self._view = self._view[:most], self._view[most:]
+        return bytes(chunk)
+
+    def close(self) -> None:
+        self._view = memoryview(b"")
 
 
 def content_token(data: bytes) -> str:
@@ -232,6 +282,27 @@ class Store:
                 return []
             raise storage_error(loc, "list", exc) from None
 
+    # -- streaming a whole file (artifacts) ----------------------------------------------
+    def open_body(
+        self, loc: Where, *, offset: int = 0, token: str | None = None, within: str | None = None
+    ) -> Body:
+        """The file at `loc` as a stream of chunks from byte `offset`: one request on
+        object stores, whose body is read as it is consumed (never all at once).
+
+        `token`: what an earlier open of the same file gave (`Body.token`); a resumed
+        read of a file that changed since raises `ArtifactIntegrityError`. `within`
+        (local disk): the folder the file must be in once symlinks are resolved,
+        checked on the descriptor that is read. A missing file raises
+        `FileNotFoundError`; anything but a regular file, `NotAFileError`; a backend's
+        other faults are raised as the backend raises them (for the caller to classify).
+        """
+        raise UnsupportedLocationError(f"cannot stream {loc}: {self.describe(loc)}")
+
+    def version_with(self, loc: Where, size: int, md5: str) -> str | None:
+        """The id of a stored version of `loc` with this size and MD5, where the
+        backend keeps versions and says their MD5 (None: none found, or not known)."""
+        return None
+
     bucket_word = "bucket"  # what the top folder is called in messages
 
     def bucket_exists(self, loc: Where) -> bool:
@@ -270,6 +341,17 @@ def call_budget() -> Iterator[None]:
         yield
         return
     token = _deadline.set(time.monotonic() + current_settings().retry_max_seconds)
+    try:
+        yield
+    finally:
+        _deadline.reset(token)
+
+
+@contextmanager
+def until(deadline: float) -> Iterator[None]:
+    """Within this block, the call's time budget ends at `deadline` (a `time.monotonic()`
+    value), whatever budget was in force (an artifact's own budget, see `_artifacts`)."""
+    token = _deadline.set(deadline)
     try:
         yield
     finally:
@@ -411,6 +493,116 @@ class AsyncStore(Store):
             raise budget_spent(loc, what) from None
 
 
+GATHER_WINDOW = 0.2  # seconds a read goes on gathering bytes once some have arrived
+
+
+class AsyncBody:
+    """A response body on an async filesystem's event loop, read from another thread.
+
+    Each `read` gathers up to `most` bytes on the loop (one hop per chunk, not per
+    network packet): it waits for the first bytes, then takes what comes within
+    `GATHER_WINDOW`, so a slow link hands out what it has rather than waiting for a
+    whole chunk. The next chunk is asked for as soon as one is handed out, so that the
+    network goes on while the reader hashes and writes (at most one chunk is taken
+    ahead of what was asked). A read waits at most `retry_max_seconds` (and never past
+    the call's budget) for its first bytes: a stall raises `RequestTimeout`, a
+    transient fault. `close` drops the connection (on the loop, from any thread)."""
+
+    def __init__(
+        self,
+        loc: Where,
+        read: Callable[[int], Awaitable[bytes]],
+        close: Callable[[], Any],
+        size: int | None,
+        token: str | None,
+        start: int = 0,
+    ) -> None:
+        self._loc, self._read, self._close = loc, read, close
+        self.size, self.token, self.start = size, token, start
+        self._closed = False
+        self._ahead: concurrent.futures.Future[bytes] | None = None
+        self._pending: asyncio.Future[bytes] | None = None  # a read of the body, on the loop
+        self._left = b""
+        self._ended = False
+
+    def read(self, most: int) -> bytes:
+        if self._closed:
+            raise ConnectionError(f"the read of {self._loc} was closed")
+        if not self._left and not self._ended:
+            ahead, self._ahead = self._ahead, None
+            if ahead is None:
+                ahead = self._ask(most)
+            self._left = self._wait(ahead)
+            self._ended = not self._left
+        chunk, self._left = self._left[:most], self._left[most:]
+        if not self._left and not self._ended and self._ahead is None:
+            self._ahead = self._ask(most)  # the next chunk, while this one is used
+        return chunk
+
+    def _ask(self, most: int) -> concurrent.futures.Future[bytes]:
+        return asyncio.run_coroutine_threadsafe(self._gather(most), self._loc.fs.loop)
+
+    async def _gather(self, most: int) -> bytes:
+        loop = asyncio.get_running_loop()
+        parts: list[bytes] = []
+        total = 0
+        window_end: float | None = None
+        while total < most:
+            if self._pending is None:
+                self._pending = asyncio.ensure_future(self._read(most - total))
+            if window_end is None:  # (a cancelled wait leaves the read to the next one)
+                chunk = await asyncio.shield(self._pending)
+            else:
+                done, _ = await asyncio.wait({self._pending}, timeout=window_end - loop.time())
+                if not done:
+                    break
+                chunk = self._pending.result()
+            self._pending = None
+            if not chunk:
+                break
+            parts.append(chunk)
+            total += len(chunk)
+            if window_end is None:
+                window_end = loop.time() + GATHER_WINDOW
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def _wait(self, ahead: concurrent.futures.Future[bytes]) -> bytes:
+        wait = min(remaining(self._loc, "read"), current_settings().retry_max_seconds)
+        try:
+            return ahead.result(timeout=wait)
+        except concurrent.futures.TimeoutError:
+            ahead.cancel()
+            raise RequestTimeout(f"no bytes of {self._loc} arrived for {wait:.3g} s") from None
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None:
+            ahead.cancel()
+        loop = self._loc.fs.loop
+        with contextlib.suppress(RuntimeError):  # a closed loop: so is the connection
+            loop.call_soon_threadsafe(self._drop)
+
+    def _drop(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.cancel()
+            pending.add_done_callback(lambda f: f.cancelled() or f.exception())
+        _quietly(self._close)
+
+
+def _quietly(close: Callable[[], Any]) -> None:
+    try:
+        result = close()
+        if asyncio.iscoroutine(result):
+            task = asyncio.ensure_future(result)
+            task.add_done_callback(lambda t: t.cancelled() or t.exception())
+    except Exception:
+        return  # closing a broken connection may fail: it is gone
+
+
 # -- reading a body under the cap, within the budget -----------------------------------
 READ_CHUNK = 64 * 1024  # the most a store asks of a response body at once
 
@@ -442,6 +634,16 @@ async def take_capped(chunks: AsyncIterator[bytes], limit: int) -> bytes:
         if total > limit:
             break
     return b"".join(parts)[: limit + 1]
+
+
+def told_start(content_range: object) -> int:
+    """Where a body starts in the object, as the server told it: the first byte of a
+    Content-Range (`bytes 100-999/1000`), else 0 (a whole-object answer)."""
+    text = str(content_range or "").strip()
+    if not text.startswith("bytes "):
+        return 0
+    first = text[6:].partition("-")[0].strip()
+    return int(first) if first.isdigit() else 0
 
 
 def told_size(content_range: object, content_length: object) -> int | None:

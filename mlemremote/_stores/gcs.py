@@ -15,17 +15,21 @@ from typing import Any
 from mlemremote._foreign import storage_error
 from mlemremote._redact import redact
 from mlemremote._stores.base import (
+    AsyncBody,
     AsyncStore,
     Blob,
+    Body,
     Expect,
     Expected,
     Version,
     Where,
     WriteConflict,
     Written,
+    changed,
     own_timeouts,
     read_capped,
     told_size,
+    told_start,
     too_large,
 )
 from mlemremote.core.errors import BucketNotFoundError
@@ -59,6 +63,27 @@ class GCSStore(AsyncStore):
         headers, data = got
         generation = str(headers.get("X-Goog-Generation", ""))
         return Blob(data, generation, generation or None, _http_date(headers))
+
+    def open_body(
+        self, loc: Where, *, offset: int = 0, token: str | None = None, within: str | None = None
+    ) -> Body:
+        # One GET on gcsfs's session (its credentials), the body read as it is consumed;
+        # a resumed read is pinned to the generation it started on (ifGenerationMatch).
+        response = self.run(loc, "read", own_timeouts(_open_media), loc, offset, token)
+        size = told_size(
+            response.headers.get("Content-Range"), response.headers.get("Content-Length")
+        )
+        if response.headers.get("Content-Encoding", "identity") not in ("identity", ""):
+            size = None  # the length of what is sent, not of the object
+        generation = response.headers.get("X-Goog-Generation")
+        return AsyncBody(
+            loc,
+            response.content.read,
+            response.close,
+            size,
+            str(generation or "") or None,
+            told_start(response.headers.get("Content-Range") if response.status == 206 else None),
+        )
 
     def _write_once(self, loc: Where, data: bytes, expect: Expected) -> Written:
         fs = loc.fs
@@ -157,25 +182,36 @@ class GCSStore(AsyncStore):
             self._versioning[key] = bool(meta.get("versioning", {}).get("enabled"))
         return self._versioning[key]
 
-    def versions(self, loc: Where) -> list[Version]:
-        fs = loc.fs
-        bucket, key, _ = fs.split_path(loc.fullpath)
-        found: list[tuple[int, Version]] = []
-        page_token: dict[str, str] = {}
+    def version_with(self, loc: Where, size: int, md5: str) -> str | None:
+        # GCS keeps each generation's MD5 (`md5Hash`, base64), except for composite
+        # objects. Only a candidate: the bytes read are checked all the same.
+        import base64
+        import binascii
+
+        key = loc.fs.split_path(loc.fullpath)[1]
         try:
-            while True:
-                page = fs.call(
-                    "GET", "b/{}/o", bucket, prefix=key, versions="true", json_out=True,
-                    **page_token,
-                )  # fmt: skip
-                for item in page.get("items", []):
-                    if item["name"] == key:
-                        created = _parse_time(item["timeCreated"])
-                        generation = int(item["generation"])
-                        found.append((generation, Version(str(generation), created)))
-                if "nextPageToken" not in page:
-                    break
-                page_token = {"pageToken": page["nextPageToken"]}
+            listed = _listed_versions(loc, pages=10)  # (at most 10,000 generations)
+            items = sorted(listed, key=lambda i: -int(i.get("generation", 0)))
+        except Exception:
+            return None  # (not known: the current object is read, and checked)
+        for item in items:
+            try:
+                digest = base64.b64decode(item.get("md5Hash", "")).hex()
+            except (binascii.Error, ValueError):
+                continue
+            if item["name"] == key and int(item.get("size", -1)) == size and digest == md5:
+                return str(item["generation"])
+        return None
+
+    def versions(self, loc: Where) -> list[Version]:
+        key = loc.fs.split_path(loc.fullpath)[1]
+        found: list[tuple[int, Version]] = []
+        try:
+            for item in _listed_versions(loc):
+                if item["name"] == key:
+                    created = _parse_time(item["timeCreated"])
+                    generation = int(item["generation"])
+                    found.append((generation, Version(str(generation), created)))
         except Exception as exc:
             raise storage_error(loc, "list versions of", exc) from None
         # Generations only grow: the highest is the newest, whatever the clocks say.
@@ -219,6 +255,54 @@ async def _get_capped(
             if not response.content.at_eof():
                 response.close()  # over the cap or cancelled: drop the connection
             raise
+
+
+def _listed_versions(loc: Where, pages: int | None = None) -> list[dict[str, Any]]:
+    """Every generation of the objects whose names start with `loc`'s (all pages, or
+    the first `pages`)."""
+    fs = loc.fs
+    bucket, key, _ = fs.split_path(loc.fullpath)
+    items: list[dict[str, Any]] = []
+    page_token: dict[str, str] = {}
+    while pages is None or pages > 0:
+        pages = None if pages is None else pages - 1
+        page = fs.call(
+            "GET", "b/{}/o", bucket, prefix=key, versions="true", json_out=True, **page_token
+        )
+        items.extend(page.get("items", []))
+        if "nextPageToken" not in page:
+            break
+        page_token = {"pageToken": page["nextPageToken"]}
+    return items
+
+
+async def _open_media(loc: Where, offset: int, token: str | None) -> Any:
+    """The response to a GET of the object's content (from `offset`), its body unread;
+    errors raised as gcsfs raises them (`validate_response`)."""
+    from gcsfs.retry import validate_response
+
+    fs = loc.fs
+    session = await fs._set_session()
+    params = fs._get_params({})
+    if token is not None:
+        params["ifGenerationMatch"] = token
+    response = await session.request(
+        "GET",
+        fs.url(loc.fullpath, generation=loc.rev),
+        headers=fs._get_headers({"Range": f"bytes={offset}-"} if offset else None),
+        params=params or None,
+        timeout=fs.requests_timeout,
+    )
+    if response.status < 400:
+        return response
+    try:
+        text = await read_capped(response.content.read, _ERROR_BODY_CAP)
+    finally:
+        response.close()
+    if token is not None and response.status == 412:
+        raise changed(loc)
+    validate_response(response.status, text[:_ERROR_BODY_CAP], str(loc))
+    raise OSError(f"HTTP {response.status}")  # pragma: no cover - validate_response raised
 
 
 def _parse_time(text: str) -> datetime:

@@ -61,7 +61,16 @@ from mlemremote import _policy
 from mlemremote._redact import remember
 from mlemremote._remotes import Remotes
 from mlemremote._settings import current as current_settings
-from mlemremote._stores.base import Blob, Store, Where, content_token, remaining, too_large
+from mlemremote._stores.base import (
+    Blob,
+    Body,
+    Store,
+    Where,
+    changed,
+    content_token,
+    remaining,
+    too_large,
+)
 from mlemremote.core.errors import (
     GitAuthError,
     GitRemoteError,
@@ -70,6 +79,7 @@ from mlemremote.core.errors import (
     GitUnreachableError,
     InvalidLinkError,
     MlemError,
+    NotAFileError,
     RemoteConfigError,
     RemoteGitNotSupportedError,
     RevisionNotFound,
@@ -106,11 +116,7 @@ class GitRevisionStore(Store):
         import pygit2
 
         repo = loc.fs.repo
-        commit = commit_object(repo, loc.fs.ref, str(loc))
-        try:
-            found = commit.tree[loc.fullpath] if loc.fullpath else commit.tree
-        except KeyError:
-            raise FileNotFoundError(loc.fullpath) from None
+        found = _entry(loc)
         if not isinstance(found, pygit2.Blob):
             raise IsADirectoryError(loc.fullpath)
         try:
@@ -123,6 +129,31 @@ class GitRevisionStore(Store):
             raise too_large(loc, limit, size)
         data = bytes(found.data)
         return Blob(data, content_token(data), loc.rev)
+
+    def open_body(
+        self, loc: Where, *, offset: int = 0, token: str | None = None, within: str | None = None
+    ) -> Body:
+        # The blob of this revision, streamed from the object database. A symlink (git
+        # stores its target as a blob), a folder or a submodule is not a file.
+        import pygit2
+
+        repo = loc.fs.repo
+        found = _entry(loc)
+        mode = getattr(found, "filemode", None)
+        if not isinstance(found, pygit2.Blob) or mode == pygit2.enums.FileMode.LINK:
+            kind = "a symlink" if isinstance(found, pygit2.Blob) else "not a file"
+            raise NotAFileError(f"{loc} is {kind} in git revision {loc.rev or 'HEAD'}")
+        if token is not None and token != str(found.id):
+            raise changed(loc)
+        try:
+            _, size = repo.odb.read_header(found.id)
+        except KeyError:
+            raise GitRemoteError(
+                f"{loc}: its blob was left out when this commit was fetched (a remote git "
+                f"repository's blobs over {filter_bytes()} bytes are not fetched); read it "
+                "from a clone or a bucket"
+            ) from None
+        return _BlobBody(pygit2.BlobIO(found), size, str(found.id), offset)
 
     def listing(self, loc: Where) -> list[str]:
         # From the tree alone: fsspec's `find` asks each blob's size, which inflates it
@@ -152,6 +183,34 @@ class GitRevisionStore(Store):
         folder = loc.fullpath.rstrip("/")
         depth = folder.count("/") + 1 if folder else 0
         return sorted({"/".join(p.split("/")[: depth + 1]) for p in self.listing(loc)})
+
+
+def _entry(loc: Where) -> Any:
+    """What the revision's tree holds at `loc` (`FileNotFoundError` when nothing)."""
+    commit = commit_object(loc.fs.repo, loc.fs.ref, str(loc))
+    try:
+        return commit.tree[loc.fullpath] if loc.fullpath else commit.tree
+    except KeyError:
+        raise FileNotFoundError(loc.fullpath) from None
+
+
+class _BlobBody:
+    """A git blob, streamed (pygit2's `BlobIO`), from byte `offset`."""
+
+    def __init__(self, stream: Any, size: int, token: str, offset: int) -> None:
+        self._stream, self.size, self.token, self.start = stream, size, token, offset
+        while offset > 0:  # (a blob stream cannot seek: the bytes before are skipped)
+            skipped = len(stream.read(min(offset, CHUNK)))
+            if not skipped:
+                break
+            offset -= skipped
+
+    def read(self, most: int) -> bytes:
+        data: bytes = self._stream.read(most)
+        return data
+
+    def close(self) -> None:
+        self._stream.close()
 
 
 def commit_object(repo: Any, ref: str, where: str) -> Any:

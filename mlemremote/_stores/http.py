@@ -33,15 +33,22 @@ import socket
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from fsspec.asyn import sync
+
 from mlemremote import _policy
 from mlemremote._settings import current as current_settings
 from mlemremote._stores.base import (
+    AsyncBody,
     AsyncStore,
     Blob,
+    Body,
     Where,
+    changed,
     content_token,
+    own_timeouts,
     read_capped,
     told_size,
+    told_start,
     too_large,
 )
 from mlemremote.core.errors import HostNotAllowedError, InvalidLinkError, UnsupportedLocationError
@@ -84,48 +91,102 @@ class HTTPStore(AsyncStore):
     entries = listing  # one folder is no different
 
     async def _get(self, loc: Where, limit: int) -> Blob:
-        import aiohttp
-        import yarl
+        session, response = await _respond(loc, f"bytes=0-{limit}", limit)
+        try:
+            async with response:
+                return await _body(loc, response, limit)
+        finally:
+            await session.close()
 
-        where = str(loc)
-        url = yarl.URL(loc.fullpath, encoded=bool(getattr(loc.fs, "encoded", False)))
-        start = url_origin(url)
-        options = _request_options(loc.fs)
-        connector = checked_connector(options.pop("ssl", True), limit)
-        async with aiohttp.ClientSession(
-            connector=connector,
-            trust_env=False,  # no proxies or .netrc credentials from the environment
-            cookie_jar=aiohttp.DummyCookieJar(),
-            auto_decompress=False,  # the cap counts what arrives, not what it inflates to
-            # The call's budget bounds the whole; connecting has its own limit.
-            timeout=aiohttp.ClientTimeout(
-                total=None, sock_connect=current_settings().connect_timeout
-            ),
-            read_bufsize=READ_BUFFER,
-        ) as session:
-            for _hop in range(MAX_REDIRECTS + 1):
-                _policy.check_http_address(str(url), where, [url.host or ""])
-                same = url_origin(url) == start
-                headers = {
-                    **(options.get("headers", {}) if same else {}),
-                    "Range": f"bytes=0-{limit}",
-                    "Accept-Encoding": "identity",
-                }
-                auth = options.get("auth") if same else None
-                try:
-                    response = await session.get(
-                        url, headers=headers, auth=auth, allow_redirects=False
-                    )
-                except Exception as exc:
-                    refusal = refusal_in(exc)
-                    if refusal is not None:
-                        raise refusal from None
-                    raise
-                async with response:
-                    if response.status not in _REDIRECTS:
-                        return await _body(loc, response, limit)
-                    url = redirect_target(where, url, response, start)
+    def open_body(
+        self, loc: Where, *, offset: int = 0, token: str | None = None, within: str | None = None
+    ) -> Body:
+        # One GET (redirects followed as for metafiles), its body read as it is consumed;
+        # a resumed read names the validator it started on (If-Match, or If-Range).
+        session, response = self.run(
+            loc,
+            "read",
+            own_timeouts(_respond),
+            loc,
+            f"bytes={offset}-" if offset else None,
+            None,
+            token,
+        )
+
+        async def close() -> None:
+            response.close()
+            await session.close()
+
+        status = response.status
+        if status in _MISSING or status >= 300:
+            sync(loc.fs.loop, close)
+            if status in _MISSING:
+                raise FileNotFoundError(str(loc))
+            if token is not None and status == 412:
+                raise changed(loc)
+            raise HTTPStatusError(status, str(loc))
+        headers = response.headers
+        etag = headers.get("ETag")
+        content_range = headers.get("Content-Range") if status == 206 else None
+        size = told_size(content_range, headers.get("Content-Length"))
+        if headers.get("Content-Encoding", "identity") not in ("identity", ""):
+            size = None
+        return AsyncBody(
+            loc, response.content.read, close, size, etag or None, told_start(content_range)
+        )
+
+
+async def _respond(
+    loc: Where, byte_range: str | None, limit: int | None, token: str | None = None
+) -> tuple[aiohttp.ClientSession, aiohttp.ClientResponse]:
+    """A session and its answer to a GET of `loc` (following redirects within the policy),
+    body unread; the caller closes both. `limit`: the cap the socket's buffer is sized to
+    (None: a whole artifact, the largest buffer)."""
+    import aiohttp
+    import yarl
+
+    where = str(loc)
+    url = yarl.URL(loc.fullpath, encoded=bool(getattr(loc.fs, "encoded", False)))
+    start = url_origin(url)
+    options = _request_options(loc.fs)
+    connector = checked_connector(options.pop("ssl", True), limit)
+    session = aiohttp.ClientSession(
+        connector=connector,
+        trust_env=False,  # no proxies or .netrc credentials from the environment
+        cookie_jar=aiohttp.DummyCookieJar(),
+        auto_decompress=False,  # the cap counts what arrives, not what it inflates to
+        # The call's budget bounds the whole; connecting has its own limit.
+        timeout=aiohttp.ClientTimeout(total=None, sock_connect=current_settings().connect_timeout),
+        read_bufsize=READ_BUFFER,
+    )
+    try:
+        for _hop in range(MAX_REDIRECTS + 1):
+            _policy.check_http_address(str(url), where, [url.host or ""])
+            same = url_origin(url) == start
+            headers = {
+                **(options.get("headers", {}) if same else {}),
+                "Accept-Encoding": "identity",
+            }
+            if byte_range is not None:
+                headers["Range"] = byte_range
+            if token is not None:
+                headers["If-Match" if byte_range is None else "If-Range"] = token
+            auth = options.get("auth") if same else None
+            try:
+                response = await session.get(url, headers=headers, auth=auth, allow_redirects=False)
+            except Exception as exc:
+                refusal = refusal_in(exc)
+                if refusal is not None:
+                    raise refusal from None
+                raise
+            if response.status not in _REDIRECTS:
+                return session, response
+            response.close()
+            url = redirect_target(where, url, response, start)
         raise InvalidLinkError(f"{where}: more than {MAX_REDIRECTS} redirects")
+    except BaseException:
+        await session.close()
+        raise
 
 
 Origin = tuple[str, str, int | None]
@@ -185,7 +246,7 @@ async def _body(loc: Where, response: aiohttp.ClientResponse, limit: int) -> Blo
     return Blob(body, content_token(body))
 
 
-def checked_connector(ssl: Any, limit: int) -> aiohttp.TCPConnector:
+def checked_connector(ssl: Any, limit: int | None) -> aiohttp.TCPConnector:
     """Connections only to checked addresses, none kept between reads, each with a
     receive buffer sized to the cap (where aiohttp can make the socket: 3.12 on)."""
     import aiohttp
@@ -203,9 +264,9 @@ def checked_connector(ssl: Any, limit: int) -> aiohttp.TCPConnector:
         return aiohttp.TCPConnector(**settings)
 
 
-def _receive_buffer(limit: int) -> int:
+def _receive_buffer(limit: int | None) -> int:
     low, high = RECEIVE_BUFFER
-    return max(low, min(limit + 1, high))
+    return high if limit is None else max(low, min(limit + 1, high))
 
 
 def _socket(receive_buffer: int, addr_info: tuple[Any, ...]) -> socket.socket:

@@ -74,17 +74,24 @@ from typing import Any
 from mlemremote._settings import current as current_settings
 from mlemremote._stores.base import (
     Blob,
+    Body,
     Expect,
     Expected,
     Store,
     Where,
     WriteConflict,
     Written,
+    changed,
     content_token,
     remaining,
     too_large,
 )
-from mlemremote.core.errors import NotAFileError, StorageError, TimeBudgetError
+from mlemremote.core.errors import (
+    InvalidArtifactError,
+    NotAFileError,
+    StorageError,
+    TimeBudgetError,
+)
 
 logger = logging.getLogger("mlemremote")
 
@@ -140,6 +147,21 @@ class LocalStore(Store):
             compare_and_swap(path, data, expect, limit=limit, where=str(loc), budget=budget)
         )
 
+    def open_body(
+        self, loc: Where, *, offset: int = 0, token: str | None = None, within: str | None = None
+    ) -> Body:
+        fd, info = open_confined(loc.fullpath, str(loc), within)
+        try:
+            now = f"{info.st_dev:x}-{info.st_ino:x}-{info.st_mtime_ns:x}"
+            if token is not None and token != now:
+                raise changed(loc)
+            if offset:
+                os.lseek(fd, offset, os.SEEK_SET)
+        except BaseException:
+            os.close(fd)
+            raise
+        return _FileBody(fd, info.st_size, now, offset)
+
     def _delete_once(self, loc: Where, expect: str) -> Written:
         limit = current_settings().max_metafile_bytes
         budget = remaining(loc, "delete")
@@ -167,6 +189,84 @@ def open_regular(path: str, where: str) -> tuple[int, os.stat_result]:
         os.close(fd)
         raise
     return fd, info
+
+
+class _FileBody:
+    """An open regular file, read in chunks."""
+
+    def __init__(self, fd: int, size: int, token: str, start: int) -> None:
+        self._fd: int | None = fd
+        self.size, self.token, self.start = size, token, start
+
+    def read(self, most: int) -> bytes:
+        if self._fd is None:
+            raise ValueError("read of a closed file")
+        return os.read(self._fd, most)
+
+    def close(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
+
+
+def open_confined(path: str, where: str, within: str | None) -> tuple[int, os.stat_result]:
+    """A descriptor for reading the regular file at `path` (symlinks followed), which
+    must be inside the folder `within` once every symlink is resolved.
+
+    Where the system has `O_PATH` (Linux), the file is first pinned without being opened
+    (so a FIFO or a device swapped in is never opened: opening some devices acts), its
+    kind and place are judged on that descriptor, and the very same file is then opened
+    for reading through it: no name is looked up twice, so a symlink or a device swapped
+    in at any moment gains nothing. Elsewhere, `open_regular` and the same checks on the
+    open descriptor. `InvalidArtifactError` for a file outside `within`, `NotAFileError`
+    for anything but a regular file, `FileNotFoundError` when nothing is there."""
+    o_path = getattr(os, "O_PATH", None)
+    if o_path is None or not os.path.isdir("/proc/self/fd"):
+        fd, info = open_regular(path, where)
+    else:
+        try:
+            pinned = os.open(path, o_path | os.O_CLOEXEC)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise NotAFileError(f"{where} is a symlink loop; it was not read") from None
+            raise
+        try:
+            _refuse_kind(os.fstat(pinned), where)
+            fd = os.open(f"/proc/self/fd/{pinned}", _READ_FLAGS)
+        finally:
+            os.close(pinned)
+        info = os.fstat(fd)
+    try:
+        _refuse_kind(info, where)
+        if within is not None and not _fd_inside(fd, info, path, within):
+            raise InvalidArtifactError(
+                f"{where} leads out of {within} through a symlink; it was not read"
+            )
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, info
+
+
+def _fd_inside(fd: int, info: os.stat_result, path: str, folder: str) -> bool:
+    """Is the file open at `fd` inside `folder` once every symlink is resolved? Judged
+    on the descriptor itself where the system names it (`/proc/self/fd`), so that a
+    symlink swapped in after a check cannot lead the read elsewhere; elsewhere, on the
+    resolved path, which must still be the file that is open."""
+    root = os.path.realpath(folder)
+    try:
+        real = os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        real = os.path.realpath(path)
+        try:
+            now = os.stat(real)
+        except OSError:
+            return False
+        if (now.st_dev, now.st_ino) != (info.st_dev, info.st_ino):
+            return False
+    if real.endswith(" (deleted)") and not os.path.lexists(real):
+        real = real[: -len(" (deleted)")]
+    return real == root or real.startswith(root.rstrip("/") + "/")
 
 
 def _refuse_kind(info: os.stat_result, where: str, *, verb: str = "read") -> None:
@@ -483,19 +583,21 @@ def _libc_function(name: str) -> Any:
         return None
 
 
+def _renameat2() -> Any:
+    """Linux's `renameat2` (a ctypes function), or None."""
+    renameat2 = _libc_function("renameat2") if sys.platform.startswith("linux") else None
+    if renameat2 is not None:
+        renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p]
+        renameat2.argtypes += [ctypes.c_uint]
+    return renameat2
+
+
 def _make_exchange() -> Callable[[str, str], None]:
     """`exchange(a, b)`: swap the two names atomically (both must exist), raising
     `OSError` as the system call does and `_NoExchange` where it is not available."""
     if sys.platform.startswith("linux"):
-        renameat2 = _libc_function("renameat2")
+        renameat2 = _renameat2()
         if renameat2 is not None:
-            renameat2.argtypes = [
-                ctypes.c_int,
-                ctypes.c_char_p,
-                ctypes.c_int,
-                ctypes.c_char_p,
-                ctypes.c_uint,
-            ]
 
             def linux(a: str, b: str) -> None:
                 _check(
@@ -537,6 +639,50 @@ def _no_exchange(a: str, b: str) -> None:
 
 
 _exchange = _make_exchange()
+
+
+def exchange_names(a: str, b: str) -> None:
+    """Swap what the names `a` and `b` hold (two folders: a pulled folder and the one it
+    replaces), atomically where the system can (`renameat2(RENAME_EXCHANGE)`). Elsewhere
+    `b` is renamed aside, `a` takes its name, and the old `b` takes the name `a` (put
+    back if the second rename fails): `b` is then missing for an instant, never mixed."""
+    try:
+        _exchange(a, b)
+        return
+    except _NoExchange:
+        pass
+    aside = f"{b}.old-{os.urandom(4).hex()}"
+    os.rename(b, aside)
+    try:
+        os.rename(a, b)
+    except BaseException:
+        os.rename(aside, b)
+        raise
+    os.rename(aside, a)
+
+
+_RENAME_NOREPLACE = 1  # linux/fs.h
+
+
+def rename_noreplace(a: str, b: str) -> None:
+    """Rename `a` to `b` unless something is at `b` (`FileExistsError`): atomically with
+    `renameat2(RENAME_NOREPLACE)` on Linux; elsewhere a check, then the rename (which
+    could then only replace an empty folder made in between)."""
+    renameat2 = _renameat2()
+    if renameat2 is not None:
+        result = renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_NOREPLACE)
+        if result == 0:
+            return
+        code = ctypes.get_errno()
+        if code == errno.EEXIST:
+            raise FileExistsError(code, os.strerror(code), b)
+        if code not in _UNSUPPORTED:
+            raise OSError(code, os.strerror(code), a, None, b)
+    if os.path.lexists(b):
+        raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), b)
+    os.rename(a, b)
+
+
 _warned: set[str] = set()
 
 

@@ -10,15 +10,19 @@ import threading
 
 from mlemremote._stores.base import (
     Blob,
+    Body,
+    BytesBody,
     Expect,
     Expected,
     Store,
     Where,
     WriteConflict,
     Written,
+    changed,
     too_large,
 )
 from mlemremote._stores.base import content_token as _hash
+from mlemremote.core.errors import NotAFileError
 
 
 class MemoryStore(Store):
@@ -46,6 +50,19 @@ class MemoryStore(Store):
             if len(data) > limit:
                 raise too_large(loc, limit)
             return Blob(data, self._token(loc, data))
+
+    def open_body(
+        self, loc: Where, *, offset: int = 0, token: str | None = None, within: str | None = None
+    ) -> Body:
+        # The file is in this process already: one copy of it, handed out in chunks.
+        with self._lock:
+            if loc.fs.isdir(loc.fullpath) and not loc.fs.isfile(loc.fullpath):
+                raise NotAFileError(f"{loc} is a folder, not a file; it was not read")
+            data = bytes(loc.fs.cat_file(loc.fullpath))
+            now = self._token(loc, data)
+        if token is not None and token != now:
+            raise changed(loc)
+        return BytesBody(memoryview(data)[offset:], len(data), now, offset)
 
     def _write_once(self, loc: Where, data: bytes, expect: Expected) -> Written:
         key = (type(loc.fs), loc.fullpath)

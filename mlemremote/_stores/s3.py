@@ -10,19 +10,25 @@ from __future__ import annotations
 
 from mlemremote._foreign import missing_bucket, precondition_failed, storage_error
 from mlemremote._stores.base import (
+    AsyncBody,
     AsyncStore,
     Blob,
+    Body,
     Expect,
     Expected,
     Version,
     Where,
     WriteConflict,
     Written,
+    changed,
     own_timeouts,
     read_capped,
     told_size,
+    told_start,
     too_large,
 )
+
+VERSION_PAGES = 10  # pages of a version listing looked through (1,000 versions each)
 
 
 class S3Store(AsyncStore):
@@ -53,6 +59,34 @@ class S3Store(AsyncStore):
         version = resp.get("VersionId")
         version = None if version in (None, "null") else version
         return Blob(data, str(resp["ETag"]), version, resp.get("LastModified"))
+
+    def open_body(
+        self, loc: Where, *, offset: int = 0, token: str | None = None, within: str | None = None
+    ) -> Body:
+        # One GET (from `offset`: a Range), its body read as it is consumed; a resumed
+        # read names the ETag it started on (If-Match), so it cannot splice two contents.
+        bucket, key, _ = loc.fs.split_path(loc.fullpath)
+        extra = {"VersionId": loc.rev} if loc.rev else {}
+        if offset:
+            extra["Range"] = f"bytes={offset}-"
+        if token is not None:
+            extra["IfMatch"] = token
+        call = own_timeouts(loc.fs._call_s3)
+        try:
+            resp = self.run(loc, "read", call, "get_object", Bucket=bucket, Key=key, **extra)
+        except OSError as exc:
+            if token is not None and precondition_failed(exc):
+                raise changed(loc) from None
+            raise
+        body = resp["Body"]
+        return AsyncBody(
+            loc,
+            body.read,
+            body.close,
+            told_size(resp.get("ContentRange"), resp.get("ContentLength")),
+            str(resp["ETag"]) if resp.get("ETag") else None,
+            told_start(resp.get("ContentRange")),
+        )
 
     async def _bucket_exists(self, loc: Where) -> bool:
         try:
@@ -107,6 +141,30 @@ class S3Store(AsyncStore):
 
     def keeps_versions(self, loc: Where, written_version: str | None) -> bool:
         return written_version is not None  # S3 answers a PUT with its VersionId
+
+    def version_with(self, loc: Where, size: int, md5: str) -> str | None:
+        # An ETag is the MD5 of the content only for an object uploaded in one part (a
+        # multipart ETag is `<md5 of the parts' md5s>-<parts>`): those never match.
+        # Only a candidate: the bytes read are checked against the MD5 all the same.
+        bucket, key, _ = loc.fs.split_path(loc.fullpath)
+        marker: dict[str, str] = {}
+        try:
+            for _ in range(VERSION_PAGES):
+                page = loc.fs.call_s3("list_object_versions", Bucket=bucket, Prefix=key, **marker)
+                for item in page.get("Versions", []):
+                    etag = str(item.get("ETag", "")).strip('"').lower()
+                    if item["Key"] == key and item.get("Size") == size and etag == md5:
+                        version = item.get("VersionId")
+                        return None if version in (None, "null") else str(version)
+                if not page.get("IsTruncated"):
+                    return None
+                marker = {
+                    "KeyMarker": page["NextKeyMarker"],
+                    "VersionIdMarker": page["NextVersionIdMarker"],
+                }
+        except Exception:
+            return None  # (not known: the current object is read, and checked)
+        return None  # (not among the newest VERSION_PAGES pages: the current one is read)
 
     def versioned(self, loc: Where) -> bool:
         bucket = loc.fs.split_path(loc.fullpath)[0]

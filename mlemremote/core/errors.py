@@ -167,6 +167,34 @@ class GitTransferLimitError(GitRemoteError):
     list): the transfer was cut off and nothing was kept."""
 
 
+class InvalidArtifactError(InvalidLinkError):
+    """An object's `artifacts` entry is malformed (no `uri`, a `size` that is not a whole
+    number, a `hash` that is not an MD5, a type other than MLEM's `local` and `fsspec`) or
+    leads where it may not: out of its repo (or, outside repos, its metafile's folder),
+    to another bucket or filesystem, to a scheme or host that links may not name, or
+    through a symlink out of the repo. Refused before anything is downloaded."""
+
+
+class ArtifactIntegrityError(MlemError):
+    """An artifact's bytes are not the ones its metafile names: another size (a truncated
+    or longer file, or a server that said so), another MD5, or a file that changed while
+    it was read. Nothing is left at the destination."""
+
+
+class ArtifactNotFoundError(MlemObjectNotFound):
+    """An artifact named by an object's metafile is not there."""
+
+
+class DestinationExistsError(ObjectExistsError):
+    """`pull`'s destination exists (and `overwrite` was not given, or it is not a folder
+    that may be replaced); nothing was written."""
+
+
+class InsufficientSpaceError(StorageError):
+    """The destination's filesystem has less free space than the artifacts need;
+    nothing was downloaded."""
+
+
 class InvalidArgumentError(MlemError):
     """An argument of a public call has the wrong type or value (e.g. `storage_options`
     that is not a mapping, `force_type` that is not an object class)."""

@@ -29,6 +29,7 @@ _EXPORTS = {
     "load_meta": "mlemremote.api",
     "rollback": "mlemremote.api",
     "unlink": "mlemremote.api",
+    "watch": "mlemremote.api",
     "MlemError": "mlemremote.core.errors",
     "MlemData": "mlemremote.core.objects",
     "MlemLink": "mlemremote.core.objects",
@@ -48,6 +49,7 @@ if TYPE_CHECKING:
         load_meta,
         rollback,
         unlink,
+        watch,
     )
     from mlemremote.api import resolve_location as resolve
     from mlemremote.core.errors import MlemError
@@ -83,4 +85,5 @@ __all__ = [
     "resolve",
     "rollback",
     "unlink",
+    "watch",
 ]

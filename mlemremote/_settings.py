@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from mlemremote._redact import redact
 from mlemremote.core.errors import SettingsError
 
 # Schemes a link may name. http(s) is left out so that a link written by someone else
@@ -39,6 +40,9 @@ class Settings:
     # how large the cache of fetched commits may grow before the least used are removed.
     git_max_transfer_bytes: int = 64 << 20
     git_cache_max_bytes: int = 1 << 30
+    # Who moves aliases, as the history of every move records it ("": `user@host` of the
+    # process). Self-declared, not authenticated: the storage's access logs are.
+    author: str = ""
 
 
 _ENV = {
@@ -48,7 +52,9 @@ _ENV = {
     "max_metafile_bytes": "MLEMREMOTE_MAX_METAFILE_BYTES",
     "git_max_transfer_bytes": "MLEMREMOTE_GIT_MAX_TRANSFER_BYTES",
     "git_cache_max_bytes": "MLEMREMOTE_GIT_CACHE_MAX_BYTES",
+    "author": "MLEMREMOTE_AUTHOR",
 }
+AUTHOR_MAX_CHARS = 200
 
 
 def _from_env() -> Settings:
@@ -90,6 +96,7 @@ def _checked(settings: Settings) -> Settings:
         raise SettingsError("retry_max_seconds must be more than 0")
     if settings.connect_timeout <= 0:
         raise SettingsError("connect_timeout must be more than 0")
+    check_author(settings.author)
     if not isinstance(settings.allow_local_links, bool):
         raise SettingsError("allow_local_links must be True or False")
     for name in ("link_schemes", "allowed_hosts"):
@@ -97,6 +104,19 @@ def _checked(settings: Settings) -> Settings:
         if not all(isinstance(v, str) for v in values):
             raise SettingsError(f"{name} must be a collection of strings")
     return settings
+
+
+def check_author(author: object) -> None:
+    """`SettingsError` unless `author` is one printable line of text, short, without
+    anything that looks like a credential (it is written into every move's history)."""
+    if not isinstance(author, str):
+        raise SettingsError(f"author must be a string, not {type(author).__name__}")
+    if len(author) > AUTHOR_MAX_CHARS:
+        raise SettingsError(f"author must be at most {AUTHOR_MAX_CHARS} characters")
+    if not author.isprintable():
+        raise SettingsError("author must be one line of printable characters")
+    if redact(author) != author:
+        raise SettingsError("author looks like it holds a credential; it is never recorded")
 
 
 _current = _from_env()

@@ -21,14 +21,18 @@ from mlemremote._foreign import is_missing, is_transient, storage_error
 from mlemremote._settings import current as current_settings
 from mlemremote._stores.azure import AzureStore
 from mlemremote._stores.base import (
+    UNCHANGED,
     Blob,
     Expect,
     Expected,
+    Polled,
     Store,
+    Unchanged,
     Version,
     Where,
     WriteConflict,
     Written,
+    backoff,
     budget_spent,
     call_budget,
     too_large,
@@ -42,15 +46,19 @@ from mlemremote._stores.s3 import S3Store
 from mlemremote.core.errors import MlemError
 
 __all__ = [
+    "UNCHANGED",
     "Answer",
     "Blob",
     "Expect",
     "Expected",
+    "Polled",
     "Store",
+    "Unchanged",
     "Version",
     "Where",
     "WriteConflict",
     "Written",
+    "backoff",
     "call_budget",
     "read_bytes",
     "read_many",

@@ -1,7 +1,9 @@
 """fsspec's in-process memory filesystem.
 
 Every write to it passes through this process, so compare-and-swap (and a conditional
-delete) is exact under one lock: the token is a write counter plus a content hash.
+delete) is exact under one lock: the token is a write counter plus a content hash. A
+watch's poll compares the file's bytes with those it read, in place (no copy): writes
+made through fsspec directly do not count as ours, so the counter alone cannot tell.
 """
 
 from __future__ import annotations
@@ -9,9 +11,11 @@ from __future__ import annotations
 import threading
 
 from mlemremote._stores.base import (
+    UNCHANGED,
     Blob,
     Expect,
     Expected,
+    Polled,
     Store,
     Where,
     WriteConflict,
@@ -46,6 +50,17 @@ class MemoryStore(Store):
             if len(data) > limit:
                 raise too_large(loc, limit)
             return Blob(data, self._token(loc, data))
+
+    def _read_if_changed_once(self, loc: Where, limit: int, last: Blob | None) -> Polled:
+        if last is not None:
+            with self._lock:
+                files = getattr(loc.fs, "store", {})
+                held = files.get(loc.fs._strip_protocol(loc.fullpath))
+                if held is not None and hasattr(held, "getbuffer"):
+                    with held.getbuffer() as view:
+                        if view == last.data:
+                            return UNCHANGED
+        return self._read_once(loc, limit)
 
     def _write_once(self, loc: Where, data: bytes, expect: Expected) -> Written:
         key = (type(loc.fs), loc.fullpath)

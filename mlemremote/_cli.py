@@ -126,18 +126,20 @@ def _run(verbose: bool, action: Callable[[], T], *, bulk: bool = False) -> T:
 
 
 def _one_line(text: str) -> str:
-    return " ".join(text.split())
+    """An error's text on one line, its control characters escaped (a path read from a
+    hostile link may hold terminal escapes)."""
+    from mlemremote._redact import printable
+
+    return printable(" ".join(text.split()))
 
 
 def _shown(text: str, most: int) -> str:
     """Text read from storage (a message, an author), safe on one terminal line: credentials
     masked, every control or format character (new lines, terminal escapes, bidi
     overrides) written as its escape, and cut to `most` characters."""
-    from mlemremote._redact import redact
+    from mlemremote._redact import printable, redact
 
-    safe = "".join(
-        c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in redact(text)
-    )
+    safe = printable(redact(text))
     return safe if len(safe) <= most else safe[: most - 3] + "..."
 
 
@@ -583,6 +585,10 @@ def watch(
             typer.echo(json.dumps(event.as_dict()))
     except KeyboardInterrupt:
         pass
+    except BrokenPipeError:  # the reader went away (`| head -1`): done, quietly
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     except MlemError as exc:
         typer.echo(f"error: {_one_line(str(exc))}", err=True)
         raise typer.Exit(2) from None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -64,8 +65,13 @@ def _from_env() -> Settings:
             kind = type(getattr(Settings(), name))
             try:
                 found[name] = kind(os.environ[variable])
-            except ValueError:
-                continue  # a bad value in the environment: the default stands
+                if name == "author":
+                    check_author(found[name])
+            except (ValueError, SettingsError) as exc:
+                found.pop(name, None)  # a bad value in the environment: the default stands
+                if name == "author":  # (said, since every move records it)
+                    logging.getLogger("mlemremote").warning("%s is ignored: %s", variable, exc)
+                continue
     try:
         return _checked(dataclasses.replace(Settings(), **found))
     except SettingsError:

@@ -38,7 +38,7 @@ from typing import Any, Generic, Protocol, TypeVar
 from mlemremote import _links
 from mlemremote._boundary import scope
 from mlemremote._location import Location
-from mlemremote._redact import redact
+from mlemremote._redact import printable, redact
 from mlemremote._stores import UNCHANGED, Blob, backoff, store_for
 from mlemremote.core.errors import (
     BucketNotFoundError,
@@ -107,6 +107,12 @@ class WatchEvent(Generic[ObjT]):
             "error": None if self.error is None else str(self.error),
             "error_type": None if self.error is None else type(self.error).__name__,
         }
+
+
+def _shown(text: str) -> str:
+    """A log line: credentials masked, control characters (from a hostile link's path, in
+    an error's text) escaped."""
+    return printable(redact(text))
 
 
 def is_fault(exc: MlemError) -> bool:
@@ -215,7 +221,7 @@ class Watch(Generic[ObjT]):
             self._faulted(exc)
             return None
         if self.fault is not None:
-            logger.info(redact(f"watch {self.what}: polling again after {self._faults} fault(s)"))
+            logger.info(_shown(f"watch {self.what}: polling again after {self._faults} fault(s)"))
         self.fault, self._faults = None, 0
         if event is not None:
             self.events += 1
@@ -285,7 +291,7 @@ class Watch(Generic[ObjT]):
             return None  # the same broken state as reported: its error stays
         self._broken, self.error = state, exc
         logger.warning(
-            redact(
+            _shown(
                 f"watch {self.what}: the alias now leads to a broken target ({exc}); "
                 + ("still serving " + self._chain[-1] if self._chain else "nothing to serve")
             )
@@ -306,10 +312,10 @@ class Watch(Generic[ObjT]):
         self._faults += 1
         if self._faults == 1:
             logger.warning(
-                redact(
+                _shown(
                     f"watch {self.what}: a poll failed ({exc}); "
                     "still serving what was last resolved, polling again with backoff"
                 )
             )
         else:
-            logger.debug(redact(f"watch {self.what}: poll {self.polls} failed again ({exc})"))
+            logger.debug(_shown(f"watch {self.what}: poll {self.polls} failed again ({exc})"))

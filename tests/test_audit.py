@@ -70,7 +70,9 @@ def test_history_entries_without_an_author_still_read(tmp_path: Path) -> None:
     assert only.recorded and only.author is None and only.message is None
 
 
-def test_author_and_message_are_checked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_author_and_message_are_checked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     for bad in ("eve\x1b[2J", "a\nb", "x" * 201, "https://eve:hunter2@host", "\u202eevil"):
         with pytest.raises(SettingsError):
             configure(author=bad)
@@ -82,11 +84,18 @@ def test_author_and_message_are_checked(tmp_path: Path, monkeypatch: pytest.Monk
         with pytest.raises(InvalidArgumentError):
             link("v1", source_repo=repo, target="l", target_repo=repo, message=message)  # type: ignore[arg-type]
     assert not (tmp_path / "repo" / ".mlem" / "link" / "l.mlem").exists()  # nothing written
-    # The environment names the author too (as the CLI's processes see it).
-    monkeypatch.setenv("MLEMREMOTE_AUTHOR", "ci-bot@runner")
+    # The environment names the author too (as the CLI's processes see it); a bad one is
+    # ignored, with a warning, and only it.
     from mlemremote import _settings
 
+    monkeypatch.setenv("MLEMREMOTE_AUTHOR", "ci-bot@runner")
     assert _settings._from_env().author == "ci-bot@runner"
+    monkeypatch.setenv("MLEMREMOTE_AUTHOR", "https://eve:hunter2@host")
+    monkeypatch.setenv("MLEMREMOTE_RETRY_ATTEMPTS", "3")
+    with caplog.at_level("WARNING", logger="mlemremote"):
+        from_env = _settings._from_env()
+    assert (from_env.author, from_env.retry_attempts) == ("", 3)
+    assert "MLEMREMOTE_AUTHOR is ignored" in caplog.text and "hunter2" not in caplog.text
 
 
 def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -126,7 +135,15 @@ def test_cli_message_and_history_columns(
         ("bob@ci", "two\nlines"),
         ("bob@ci", "first"),
     ]
+    # An entry another tool wrote (or planted) with terminal escapes and a bidi override.
+    folder = tmp_path / "repo" / ".mlem" / "history" / "link" / "latest.mlem"
+    oldest = sorted(folder.iterdir())[0]
+    planted = yaml.safe_load(oldest.read_text())
+    planted["author"] = "eve\x1b[2J\u202e@x"
+    oldest.write_text(yaml.safe_dump(planted))
     code, out, _ = cli(capsys, "history", "latest", "-r", repo)
+    assert "\x1b" not in out and "\u202e" not in out
+    assert "eve\\x1b[2J\\u202e@x" in out
     table = out.splitlines()
     assert "AUTHOR" in table[0] and len(table) == 5  # one line per entry, whatever it says
     assert "bob@ci" in table[1] and '"back again"' in table[1]

@@ -18,6 +18,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+import fsspec
 import pytest
 from conftest import REPORT, Backend, Reads
 from faultproxy import FaultProxy
@@ -99,6 +100,10 @@ def test_watch_sees_the_middle_hop_of_a_3_hop_chain_move(backend: Backend, reads
         f"{backend.name}: {len(reads) / 3:g} conditional reads for {len(first.chain)} "
         f"metafiles, {sum(reads.body_bytes.values())} body bytes handed back"
     )
+
+    middle = backend.uri("repo", ".mlem", "link", "b.mlem")
+    backend.write(middle, backend.read(middle))  # written again, the same bytes: no move
+    assert events.poll() is None
 
     alias(backend, repo, "c2", "b", follow=False)  # the middle hop moves
     before = events.polls
@@ -237,6 +242,20 @@ def test_local_files_too_young_for_their_timestamps_are_compared_by_bytes(
     assert name_of(trusting.poll()) == "v8"
     rewrite_in_place("v8", "v9")
     assert trusting.poll() is None
+
+
+def test_a_file_that_takes_over_the_name_is_found_by_the_verification(tmp_path: Path) -> None:
+    """`<repo>/prod.mlem` comes before `.mlem/link/prod.mlem` in MLEM's lookup: a file
+    written there later is not a hop the polls look at, but the full verification is."""
+    b = Backend("local", "file", str(tmp_path / "root"), None, fsspec.filesystem("file"))
+    repo = a_repo(b, "v1", "v2", links={"prod": "v1.mlem"})
+    events = watch("prod", repo=repo, interval=INTERVAL, verify_every=3)
+    assert name_of(events.poll()) == "v1"
+    b.write(b.uri("repo", "prod.mlem"), link_yaml("v2.mlem"))
+    assert events.poll() is None  # poll 2: the hops are as they were
+    event = events.poll()  # poll 3: in full, as load_meta reads it
+    assert event is not None and name_of(event) == "v2"
+    assert event.chain[0].endswith("/repo/prod.mlem")
 
 
 def test_watch_arguments_are_checked(tmp_path: Path) -> None:

@@ -157,7 +157,8 @@ class Store:
 
         Where the backend can tell without sending the body, that costs one conditional
         request and no body bytes: S3 and Azure `If-None-Match` (304), GCS
-        `ifGenerationNotMatch` (304), a `stat` on local disk, a look in place in memory.
+        `ifGenerationNotMatch` (304), a `stat` on local disk, the bytes in this process for
+        memory.
         Elsewhere (and from a server that ignores the condition) it is a read: the answer
         is then the file's bytes, which may equal `last`'s (the caller compares them), so
         that a server that ignores the condition costs bytes, never a missed change.

@@ -2,8 +2,9 @@
 
 Every write to it passes through this process, so compare-and-swap (and a conditional
 delete) is exact under one lock: the token is a write counter plus a content hash. A
-watch's poll compares the file's bytes with those it read, in place (no copy): writes
-made through fsspec directly do not count as ours, so the counter alone cannot tell.
+watch's poll compares the file's bytes with those it read, in this process (no request):
+writes made through fsspec directly do not count as ours, so the counter alone cannot
+tell.
 """
 
 from __future__ import annotations
@@ -56,10 +57,10 @@ class MemoryStore(Store):
             with self._lock:
                 files = getattr(loc.fs, "store", {})
                 held = files.get(loc.fs._strip_protocol(loc.fullpath))
-                if held is not None and hasattr(held, "getbuffer"):
-                    with held.getbuffer() as view:
-                        if view == last.data:
-                            return UNCHANGED
+                # (`getvalue`, not a view: a view would stop a writer that appends in
+                # place, in another thread, from growing the file meanwhile.)
+                if held is not None and hasattr(held, "getvalue") and held.getvalue() == last.data:
+                    return UNCHANGED
         return self._read_once(loc, limit)
 
     def _write_once(self, loc: Where, data: bytes, expect: Expected) -> Written:

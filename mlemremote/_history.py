@@ -169,10 +169,11 @@ def audit_of(data: bytes) -> tuple[str | None, str | None]:
             continue
         key, sep, value = line[len(_AUDIT) :].partition(b": ")
         name = key.decode("ascii", "replace")
-        if sep and name in found and found[name] is None:
+        # (A JSON string only: nothing nested that could exhaust the stack.)
+        if sep and name in found and found[name] is None and value.startswith(b'"'):
             try:
                 text = json.loads(value)
-            except ValueError:
+            except (ValueError, RecursionError):
                 continue
             found[name] = _text(text, AUTHOR_MAX_CHARS if name == "author" else MESSAGE_MAX_CHARS)
     return found["author"], found["message"]

@@ -22,7 +22,9 @@ What is reported, and what never is:
 
 Every `verify_every`-th poll reads every hop unconditionally and resolves the alias in full:
 that bounds what a server that answers 304 wrongly, or a file that took over the alias's
-name in MLEM's lookup order (the path before `.mlem/link/`), could hide.
+name in MLEM's lookup order (the path before `.mlem/link/`), could hide. A chain through a
+git revision is resolved in full at every poll: a branch is looked up again (one ref
+listing for a remote repository; its commits come from the cache).
 """
 
 from __future__ import annotations
@@ -169,6 +171,7 @@ class Watch(Generic[ObjT]):
         self._good: tuple[tuple[str, bytes], ...] | None = None  # the bytes last served
         self._chain: tuple[str, ...] = ()  # the chain of `last_good`
         self._broken: tuple[str, str] | None = None  # the broken state last reported
+        self._resolved_once = False  # (the first resolution warns of hidden objects)
 
     # -- iterating ---------------------------------------------------------------------
     def __iter__(self) -> Iterator[WatchEvent[ObjT]]:
@@ -228,8 +231,12 @@ class Watch(Generic[ObjT]):
         return event
 
     def _poll(self) -> WatchEvent[ObjT] | None:
-        full = not self._hops or (
-            self.verify_every is not None and self.polls % self.verify_every == 0
+        # (A hop in a git revision at a branch moves with the branch, which only a new
+        # resolution looks up again: one ref listing, the commit read from the cache.)
+        full = (
+            not self._hops
+            or (self.verify_every is not None and self.polls % self.verify_every == 0)
+            or any(hop.loc.git_root is not None for hop in self._hops)
         )
         if not full and not self._probe():
             return None
@@ -261,7 +268,8 @@ class Watch(Generic[ObjT]):
 
     def _resolve(self) -> tuple[list[ObjT], list[_Hop]]:
         with _links.capturing() as seen:
-            objects = self._resolve_chain(self.polls == 1)
+            objects = self._resolve_chain(not self._resolved_once)
+        self._resolved_once = True
         hops: list[_Hop] = []
         for obj in objects:
             where = obj.location

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import fsspec
 import pytest
-from conftest import REPORT, Backend, Reads
+from conftest import REPORT, Backend, Reads, git
 from faultproxy import FaultProxy
 
 from mlemremote._stores import local as local_store
@@ -256,6 +256,24 @@ def test_a_file_that_takes_over_the_name_is_found_by_the_verification(tmp_path: 
     event = events.poll()  # poll 3: in full, as load_meta reads it
     assert event is not None and name_of(event) == "v2"
     assert event.chain[0].endswith("/repo/prod.mlem")
+
+
+def test_watch_follows_a_branch_of_a_git_repo(tmp_path: Path) -> None:
+    """At `rev="main"`, the alias is read from the commit main is on: a commit that
+    moves it is seen at the next poll."""
+    b = Backend("local", "file", str(tmp_path / "root"), None, fsspec.filesystem("file"))
+    repo = a_repo(b, "v1", "v2", links={"prod": "v1.mlem"})
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "v1")
+    events = watch("prod", repo=repo, rev="main", interval=INTERVAL)
+    first = events.poll()
+    assert first is not None and name_of(first) == "v1"
+    b.write(b.uri("repo", ".mlem", "link", "prod.mlem"), link_yaml("v2.mlem"))
+    assert events.poll() is None  # not committed: not on main
+    git(repo, "commit", "-qam", "v2")
+    moved = events.poll()
+    assert moved is not None and moved.ok and name_of(moved) == "v2"
 
 
 def test_watch_arguments_are_checked(tmp_path: Path) -> None:

@@ -27,9 +27,9 @@ def test_moves_record_author_and_message(versioned_backend: Backend) -> None:
     b = versioned_backend
     so = {"storage_options": b.storage_options}
     repo = b.uri("repo")
-    init(repo, **so)
+    b.write(b.uri("repo", ".mlem", "config.yaml"), "")  # (written directly: one PUT each)
     for name in ("v1", "v2"):
-        MlemModel(model_type={"name": name}).dump(name, repo=repo, external=True, **so)
+        b.write(b.uri("repo", f"{name}.mlem"), f"object_type: model\nmodel_type: {{v: {name}}}\n")
     with configured(author="alice@ci"):
         link("v1", source_repo=repo, target="latest", target_repo=repo, message="first", **so)
         link("v2", source_repo=repo, target="latest", target_repo=repo, **so)

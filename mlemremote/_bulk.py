@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from contextlib import suppress
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from mlemremote import _links
 from mlemremote._foreign import to_mlem_error
@@ -26,12 +26,16 @@ from mlemremote._paths import HISTORY_PREFIX, MLEM_DIR, MLEM_EXT, is_inside, joi
 from mlemremote._stores import read_many, store_for
 from mlemremote.core.errors import (
     BucketNotFoundError,
+    GitRepoNotFoundError,
     InvalidArgumentError,
     InvalidLinkError,
     LinkChainTooLongError,
     LinkCycleError,
     MlemError,
     MlemObjectNotFound,
+    MlemRootNotFound,
+    NotAFileError,
+    StorageError,
     WrongMetaType,
 )
 from mlemremote.core.objects import MlemLink, MlemObject, build
@@ -162,35 +166,6 @@ def metafiles_under(loc: Location) -> list[Location]:
     ]
 
 
-def list_repo(
-    repo: str,
-    *,
-    rev: str | None = None,
-    storage_options: Mapping[str, Any] | None = None,
-    concurrency: int = 32,
-) -> list[tuple[str, MlemObject | MlemError]]:
-    """(name in the repo, object or error) for every metafile in `repo` (at `rev`)."""
-    root = resolve(repo, rev=rev, storage_options=storage_options).as_repo()
-    anchor_remotes(root)
-    files = metafiles_under(root)
-
-    def read(loc: Location) -> MlemObject | MlemError:
-        try:
-            return _links.read_object(loc, build) or MlemObjectNotFound(f"{loc} vanished")
-        except _links.NotReadYet:
-            raise
-        except Exception as exc:
-            return to_mlem_error(exc, f"ls {loc}")
-
-    results: list[Any] = [None] * len(files)
-    for index, obj in run_batched(files, read, concurrency):
-        results[index] = obj
-    return [
-        (posixpath.relpath(loc.fullpath, root.fullpath), obj)
-        for loc, obj in zip(files, results, strict=True)
-    ]
-
-
 @dataclass(frozen=True)
 class CheckResult:
     """One metafile's fate: `status` is ok, external (a link that leaves the repo),
@@ -216,19 +191,6 @@ class CheckResult:
 
     def line(self) -> str:
         return f"{self.status:<13} {self.uri}" + (f"  {self.detail}" if self.detail else "")
-
-
-@dataclass
-class Checks:
-    """`total` metafiles under the prefix; `outcomes` yields one per metafile as each is
-    done: its `CheckResult`, or None when it is not a link (a progress bar counts both)."""
-
-    total: int
-    outcomes: Iterator[CheckResult | None]
-
-    @property
-    def results(self) -> Iterator[CheckResult]:
-        return (outcome for outcome in self.outcomes if outcome is not None)
 
 
 def _names_in_repo(files: list[Location], repo: str | None) -> dict[str, list[str]]:
@@ -285,66 +247,120 @@ _STATUS: list[tuple[type[MlemError], str]] = [
     (WrongMetaType, "type-mismatch"),
     (MlemObjectNotFound, "dangling"),
     (BucketNotFoundError, "dangling"),
+    (GitRepoNotFoundError, "dangling"),
     (InvalidLinkError, "invalid"),
     (MlemError, "invalid"),
 ]
 
 
-def check_links(
+@dataclass(frozen=True)
+class Entry:
+    """One metafile as a survey found it: `obj` is what it holds (or why it could not be
+    read; None when it vanished meanwhile), `hidden` its shadowed/ambiguous result if
+    its name cannot reach it, `final` where a reachable link leads (or why it does not)."""
+
+    loc: Location
+    name: str  # relative to the surveyed folder
+    obj: MlemObject | MlemError | None
+    hidden: CheckResult | None = None
+    final: Location | MlemError | None = None
+
+    def check_result(self, root: Location, repo: str | None) -> CheckResult | None:
+        """What `check` says of it; None for an object that is not a link."""
+        if isinstance(self.obj, MlemError):
+            return _failed(self.loc, self.obj)
+        if self.hidden is not None or not isinstance(self.obj, MlemLink):
+            return self.hidden
+        if isinstance(self.final, MlemError):
+            return _failed(self.loc, self.final)
+        end = cast(Location, self.final)
+        inside = repo is not None and end.same_storage(root) and is_inside(end.fullpath, repo)
+        return CheckResult(str(self.loc), "external" if repo and not inside else "ok", f"-> {end}")
+
+
+def _about_content(error: MlemError) -> MlemError:
+    """An error that says something about a metafile (invalid, dangling, a folder where a
+    file should be, a missing bucket a link names), returned to be reported; one that
+    says we could not look (denied, unreachable, out of time) is raised: the whole survey
+    fails (exit 2), never a link called broken, nor a listing that looks complete."""
+    if isinstance(error, StorageError) and not isinstance(
+        error, (BucketNotFoundError, GitRepoNotFoundError, NotAFileError)
+    ):
+        raise error
+    return error
+
+
+def _failed(loc: Location, error: MlemError) -> CheckResult:
+    status = next(name for cls, name in _STATUS if isinstance(error, cls))
+    return CheckResult(str(loc), status, str(error))
+
+
+@dataclass
+class Survey:
+    """Every metafile below `root`: `total` of them, `entries` yields `(index, Entry)`
+    as each is done (in rounds, see the module's doc), so a progress bar can count."""
+
+    root: Location
+    repo: str | None  # the repo the names are read in, if the folder is in one
+    total: int
+    entries: Iterator[tuple[int, Entry]]
+
+    @property
+    def outcomes(self) -> Iterator[CheckResult | None]:
+        """What `check` says of each metafile as it is done (None: not a link)."""
+        return (entry.check_result(self.root, self.repo) for _, entry in self.entries)
+
+    @property
+    def results(self) -> Iterator[CheckResult]:
+        return (result for result in self.outcomes if result is not None)
+
+
+def survey(
     prefix: str,
     *,
     rev: str | None = None,
     storage_options: Mapping[str, Any] | None = None,
     concurrency: int = 32,
-) -> Checks:
-    """Resolve every link below `prefix` (at `rev`); results stream in as they complete."""
+    repo_only: bool = False,
+) -> Survey:
+    """Read every metafile below `prefix` (at `rev`; with `repo_only`, in the whole repo
+    that `prefix` is in) with one listing, find which names cannot reach theirs
+    (shadowed, ambiguous), and follow every reachable link to its end, all in one bulk
+    scope: each metafile is read once, however many links lead to it."""
     root = resolve(prefix, rev=rev, storage_options=storage_options)
+    if repo_only:  # the repo `prefix` is in (it, or a folder above it), as `mlem ls` reads it
+        found = root.repo
+        if found != root.fullpath:  # a typo or a file is named as such (no such bucket...)
+            metafiles_under(root)
+        if found is None:
+            raise MlemRootNotFound(
+                f"{root} is in no repo (no .mlem/ there or above): name a repo, or run "
+                "`mlemremote init` there"
+            )
+        root = root.sibling(found, repo=found, same_version=True)
     files = metafiles_under(root)
     repo = root.repo if MLEM_DIR not in root.fullpath.split("/") else None
     if repo is not None:
         anchor_remotes(root.sibling(repo, repo=repo))
-
     names = _names_in_repo(files, repo)
 
-    def check(loc: Location) -> CheckResult | None:
+    def look(loc: Location) -> Entry:
+        name = posixpath.relpath(loc.fullpath, root.fullpath)
         try:
             obj = _links.read_object(loc, build)
-            hidden = _hidden(loc, obj, repo, names)
-            if hidden is not None:
-                return hidden
-            if not isinstance(obj, MlemLink):
-                return None
-            final, _ = _links.walk(obj, build)
         except _links.NotReadYet:
             raise
         except Exception as exc:
-            error = to_mlem_error(exc, f"check {loc}")
-            status = next(name for cls, name in _STATUS if isinstance(error, cls))
-            return CheckResult(str(loc), status, str(error))
-        end = final.loc
-        inside = repo is not None and end.same_storage(root) and is_inside(end.fullpath, repo)
-        if repo is not None and not inside:
-            return CheckResult(str(loc), "external", f"-> {end}")
-        return CheckResult(str(loc), "ok", f"-> {end}")
-
-    outcomes = (outcome for _, outcome in run_batched(files, check, concurrency))
-    return Checks(total=len(files), outcomes=outcomes)
-
-
-def final_targets(links: Sequence[MlemLink], concurrency: int = 32) -> list[Location | MlemError]:
-    """Where each link finally leads (or why it does not), read together as `load_many`
-    reads: one GET per metafile."""
-
-    def follow(start: MlemLink) -> Location | MlemError:
+            return Entry(loc, name, _about_content(to_mlem_error(exc, f"read {loc}")))
+        hidden = _hidden(loc, obj, repo, names)
+        if hidden is not None or not isinstance(obj, MlemLink):
+            return Entry(loc, name, obj, hidden)
         try:
-            final, _ = _links.walk(start, build)
-            return final.loc
+            final: Location | MlemError = _links.walk(obj, build)[0].loc
         except _links.NotReadYet:
             raise
         except Exception as exc:
-            return to_mlem_error(exc, f"follow {start.location}")
+            final = _about_content(to_mlem_error(exc, f"follow {loc}"))
+        return Entry(loc, name, obj, None, final)
 
-    results: list[Location | MlemError] = [MlemError("not followed")] * len(links)
-    for index, result in run_batched(links, follow, concurrency):
-        results[index] = result
-    return results
+    return Survey(root, repo, len(files), run_batched(files, look, concurrency))

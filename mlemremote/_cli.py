@@ -3,11 +3,13 @@ that `mlemremote --help` loads neither pydantic nor any cloud SDK."""
 
 from __future__ import annotations
 
+import contextlib
+import enum
 import json
 import logging
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
@@ -34,16 +36,45 @@ def _version(value: bool) -> None:
         raise typer.Exit(0)
 
 
-@app.callback()
+@app.callback(context_settings={"help_option_names": ["-h", "--help"]})
 def _main(
+    ctx: typer.Context,
     version: Annotated[
         bool,
         typer.Option(
             "--version", callback=_version, is_eager=True, help="Print the version and exit."
         ),
     ] = False,
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose", "-v", help="Show tracebacks and the SDKs' logs on errors (any command)."
+        ),
+    ] = False,
 ) -> None:
     """MLEM-compatible links to ML models on local disk, S3, GCS, Azure Blob and git."""
+    ctx.obj = {"verbose": verbose}
+
+
+def _inherit_verbose(ctx: typer.Context, value: bool) -> bool:
+    """A command's `-v`, or the one given before it (`mlemremote -v ls`, as `mlem -v`)."""
+    root = ctx.find_root().obj
+    return value or bool(isinstance(root, dict) and root.get("verbose"))
+
+
+@contextlib.contextmanager
+def _progress(show: bool, total: int, label: str) -> Iterator[Any]:
+    """A progress bar on stderr when it is a terminal; else nothing is drawn."""
+    if not show:
+        yield _NoBar()
+        return
+    with typer.progressbar(length=total, label=label, file=sys.stderr) as bar:
+        yield bar
+
+
+class _NoBar:
+    def update(self, steps: int) -> None:
+        pass
 
 
 StorageOptions = Annotated[
@@ -55,7 +86,10 @@ StorageOptions = Annotated[
         "client_kwargs.endpoint_url=http://127.0.0.1:9000).",
     ),
 ]
-Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Show tracebacks on errors.")]
+Verbose = Annotated[
+    bool,
+    typer.Option("--verbose", "-v", callback=_inherit_verbose, help="Show tracebacks on errors."),
+]
 Json = Annotated[bool, typer.Option("--json", help="Print JSON for machines.")]
 Repo = Annotated[
     str | None,
@@ -199,6 +233,14 @@ def link(
         bool,
         typer.Option("--pin", help="Record the version SOURCE has now (a git commit, ...)."),
     ] = False,
+    expected: Annotated[
+        str | None,
+        typer.Option(
+            "--expected",
+            help="The alias's token as read earlier (`show TARGET --no-follow --json` prints "
+            "it): move it only if it has not changed since.",
+        ),
+    ] = None,
     json_out: Json = False,
     folder_relative: Annotated[
         bool,
@@ -231,10 +273,13 @@ def link(
             storage_options=options,
             pin=pin,
             message=message,
+            expected=expected,
         ),
     )
+    _note_no_history(made.location, "`history` and `rollback` will not know this move")
     if json_out:
-        typer.echo(json.dumps({"uri": str(made.location), **made.to_dict()}, indent=2))
+        row = {"uri": str(made.location), "token": made.token, **made.to_dict()}
+        typer.echo(json.dumps(row, indent=2))
         return
     at = f" @ {made.rev}" if made.rev else ""
     typer.echo(f"{made.location} -> {made.path}" + (f" in {made.repo}" if made.repo else "") + at)
@@ -273,6 +318,7 @@ def show(
             "object_type": obj.object_type,
             "uri": str(obj.location),
             **_pointer(obj),
+            "token": obj.token,
             "content": obj.to_dict(),
         }
         for i, obj in enumerate(chain)
@@ -294,56 +340,125 @@ def _pointer(obj: Any) -> dict[str, Any]:
     return {"points_to": target + (f" @ {obj.rev}" if obj.rev else ""), "link_type": obj.link_type}
 
 
+class ObjectType(str, enum.Enum):
+    """MLEM's `ls -t` choices (and `data`, MLEM's newer name for dataset)."""
+
+    all = "all"
+    link = "link"
+    model = "model"
+    dataset = "dataset"
+    data = "data"
+    env = "env"
+    deployment = "deployment"
+    packager = "packager"
+
+
 @app.command("ls")
 def ls(
     repo: Annotated[
         str | None, typer.Argument(help="The repo (default: the one around the current folder).")
     ] = None,
+    type_filter: Annotated[
+        ObjectType,
+        typer.Option("--type", "-t", help="List only objects of this type (as `mlem ls -t`)."),
+    ] = ObjectType.all,
+    links: Annotated[
+        bool,
+        typer.Option(
+            "--links/--no-links", "+l/-l", help="Include links (default) or leave them out."
+        ),
+    ] = True,
     rev: Rev = None,
     storage_option: StorageOptions = None,
     json_out: Json = False,
     verbose: Verbose = False,
 ) -> None:
     """List the aliases and objects in REPO (any backend): each alias by name, with what it
-    finally leads to (`latest -> models/rf`)."""
+    finally leads to (`latest -> models/rf`); names that cannot reach their metafile are
+    marked shadowed or ambiguous, as `check` marks them."""
     from mlemremote import _bulk
-    from mlemremote.core.errors import MlemError
-    from mlemremote.core.objects import MlemLink
 
     options = parse_storage_options(storage_option)
+    tty = sys.stderr.isatty() and not json_out
+    entries: list[_bulk.Entry] = []
 
-    def run() -> tuple[list[tuple[str, Any]], dict[str, Any]]:
-        entries = _bulk.list_repo(repo or _repo_here(), rev=rev, storage_options=options)
-        links = [o for _, o in entries if isinstance(o, MlemLink)]
-        finals = _bulk.final_targets(links)
-        return entries, {str(o.location): f for o, f in zip(links, finals, strict=True)}
+    def run() -> _bulk.Survey:
+        found = _bulk.survey(repo or _repo_here(), rev=rev, storage_options=options, repo_only=True)
+        with _progress(tty, found.total, "listing") as bar:
+            for _, entry in found.entries:
+                entries.append(entry)
+                bar.update(1)
+        return found
 
-    entries, finals = _run(verbose, run, bulk=True)
-    rows: list[dict[str, Any]] = []
-    for name, obj in entries:
-        if isinstance(obj, MlemError):
-            rows.append({"name": name, "alias": _alias(name), "object_type": "invalid"})
-            rows[-1]["error"] = str(obj)
-            continue
-        row = {"name": name, "alias": _alias(name), "object_type": obj.object_type}
-        row |= {"uri": str(obj.location), **_pointer(obj)}
-        final = finals.get(str(obj.location))
-        if isinstance(final, MlemError):
-            row["error"] = str(final)
-        elif final is not None:
-            row["target"] = str(final)
-        rows.append(row)
+    found = _run(verbose, run, bulk=True)
+    kind = type_filter.value
+    wanted = {"dataset", "data"} if kind in ("dataset", "data") else {kind}
+
+    def shown(row: dict[str, Any]) -> bool:
+        if row["object_type"] == "link" and not links:
+            return False
+        # As `mlem ls -t model`: an alias to a model is listed with the models.
+        return kind == "all" or bool({row["object_type"], row["link_type"]} & wanted)
+
+    rows = [
+        row
+        for row in (_ls_row(entry, found) for entry in sorted(entries, key=lambda e: e.name))
+        if row is not None and shown(row)
+    ]
     if json_out:
         typer.echo(json.dumps(rows, indent=2))
         return
     width = max((len(r["alias"]) for r in rows), default=4)
     for row in rows:
-        if "target" in row:
+        if row["target"]:
             detail = f"-> {_shorter(row['target'], row['uri'], row['name'])}"
+        elif row["detail"]:
+            detail = f"!! {row['status']}: {_one_line(row['detail'])}"
         else:
-            detail = f"!! {_one_line(row['error'])}" if "error" in row else ""
+            detail = ""
         typer.echo(f"{row['object_type']:<8} {row['alias']:<{width}} {detail}".rstrip())
     typer.echo(_count(len(rows), "entry", "entries"))
+
+
+def _ls_row(entry: Any, found: Any) -> dict[str, Any] | None:
+    """One `ls` row, every key always there (None where it has no value): `status` as
+    `check` says it (ok, external, shadowed, ambiguous, dangling, cycle, type-mismatch,
+    invalid) with its `detail`. None for a metafile that vanished, and for MLEM's index
+    link of an external object (`mlem ls` lists the object, not its index link)."""
+    from mlemremote._links import is_index_link
+    from mlemremote.core.errors import MlemError
+
+    obj = entry.obj
+    if obj is None:
+        return None
+    checked = entry.check_result(found.root, found.repo)
+    fine = checked is None or checked.status in ("ok", "external")
+    if fine and found.repo and is_index_link(obj, _in_type_folder(entry.name)):
+        return None  # (a broken one is listed: it is worth a look)
+    row: dict[str, Any] = {
+        "name": entry.name,
+        "alias": _alias(entry.name),
+        "object_type": "invalid" if isinstance(obj, MlemError) else obj.object_type,
+        "uri": str(entry.loc),
+        "points_to": None,
+        "link_type": None,
+        "target": None,
+        "status": "ok" if checked is None else checked.status,
+        "detail": None,
+    }
+    if not isinstance(obj, MlemError):
+        row |= _pointer(obj)
+    if fine:
+        row["target"] = None if entry.final is None else str(entry.final)
+    else:
+        row["detail"] = checked.detail
+    return row
+
+
+def _in_type_folder(name: str) -> str:
+    """`.mlem/link/models/rf.mlem` -> `models/rf.mlem` (the name it is the index link of)."""
+    parts = name.split("/")
+    return "/".join(parts[2:]) if len(parts) > 2 and parts[0] == ".mlem" else ""
 
 
 app.command("list", hidden=True, help="The same as `ls` (MLEM's name for it).")(ls)
@@ -409,16 +524,13 @@ def check(
     results: list[CheckResult] = []
 
     def run() -> None:
-        found = _bulk.check_links(
+        found = _bulk.survey(
             repo_or_prefix or _repo_here(),
             rev=rev,
             storage_options=options,
             concurrency=concurrency,
         )
-        if not tty:
-            results.extend(found.results)
-            return
-        with typer.progressbar(length=found.total, label="checking", file=sys.stderr) as bar:
+        with _progress(tty, found.total, "checking") as bar:
             for outcome in found.outcomes:
                 if outcome is not None:
                     results.append(outcome)
@@ -448,8 +560,8 @@ def unlink(
         str | None,
         typer.Option(
             "--expected",
-            help="The alias's token as read earlier (ETag, generation, ...): remove it "
-            "only if it has not changed since.",
+            help="The alias's token as read earlier (`show PATH --no-follow --json` prints "
+            "it): remove it only if it has not changed since.",
         ),
     ] = None,
     message: Message = None,
@@ -466,10 +578,25 @@ def unlink(
         lambda: do_unlink(path, repo, expected=expected, storage_options=options, message=message),
     )
     row = {"removed": str(removed.location), "points_to": _target_of(removed)}
+    _note_no_history(removed.location, "it cannot be rolled back")
     if json_out:
         typer.echo(json.dumps(row, indent=2))
         return
     typer.echo(f"removed {row['removed']} (it pointed to {row['points_to']})")
+
+
+def _note_no_history(where: Any, consequence: str) -> None:
+    """History lives in a repo's `.mlem/history/` or in a versioned bucket: say so when
+    an alias has neither, rather than lose the record silently."""
+    from mlemremote._history import keeps_history
+
+    with contextlib.suppress(Exception):  # (only a note: never fails a done command)
+        if not keeps_history(where):
+            typer.echo(
+                f"note: {where} is in no repo and its bucket keeps no versions, so no history "
+                f"is kept: {consequence}",
+                err=True,
+            )
 
 
 def _history_row(index: int, entry: Any) -> dict[str, Any]:
@@ -480,6 +607,8 @@ def _history_row(index: int, entry: Any) -> dict[str, Any]:
         "points_to": _target_of(entry.link),
         "link": None if entry.link is None else entry.link.to_dict(),
         "version": entry.version,
+        # What --expected compares against; known for the alias as it is now (index 0).
+        "token": None if entry.link is None else entry.link.token,
         "recorded": entry.recorded,
         "note": entry.note,
         "author": entry.author,
@@ -528,7 +657,15 @@ def rollback(
             "--to",
             min=0,
             help="The index (as `history` prints it) to go back to; default: the newest "
-            "earlier target.",
+            "earlier target. With --expected, the history you read is the one used.",
+        ),
+    ] = None,
+    expected: Annotated[
+        str | None,
+        typer.Option(
+            "--expected",
+            help="The alias's token when you read its history (`history --json` prints it "
+            "as entry 0's token): roll back only if it has not moved since.",
         ),
     ] = None,
     message: Message = None,
@@ -543,9 +680,16 @@ def rollback(
     options = parse_storage_options(storage_option)
     now = _run(
         verbose,
-        lambda: do_rollback(path, repo, to, storage_options=options, message=message),
+        lambda: do_rollback(
+            path, repo, to, expected=expected, storage_options=options, message=message
+        ),
     )
-    row = {"uri": str(now.location), "points_to": _target_of(now), "link": now.to_dict()}
+    row = {
+        "uri": str(now.location),
+        "points_to": _target_of(now),
+        "token": now.token,
+        "link": now.to_dict(),
+    }
     if json_out:
         typer.echo(json.dumps(row, indent=2))
         return
@@ -585,10 +729,6 @@ def watch(
             typer.echo(json.dumps(event.as_dict()))
     except KeyboardInterrupt:
         pass
-    except BrokenPipeError:  # the reader went away (`| head -1`): done, quietly
-        import os
-
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     except MlemError as exc:
         typer.echo(f"error: {_one_line(str(exc))}", err=True)
         raise typer.Exit(2) from None
@@ -601,10 +741,20 @@ def main(argv: list[str] | None = None) -> None:
     found broken links, 2 for any error (usage errors included), in one line."""
     try:
         code = app(args=argv, prog_name="mlemremote", standalone_mode=False)
+    except SystemExit as exc:
+        # `mlemremote ls | head`: click ends on a broken pipe with exit 1 (ours for broken
+        # links) after wrapping stdout; say it as a shell says SIGPIPE instead.
+        if type(sys.stdout).__name__ == "PacifyFlushWrapper":
+            sys.exit(141)
+        raise exc from None
     except typer.Abort:
         typer.echo("error: aborted", err=True)
         sys.exit(2)
     except typer.TyperException as exc:  # usage errors: a bad option, a missing argument
+        ctx = getattr(exc, "ctx", None)
+        if type(exc).__name__ == "NoArgsIsHelpError" and ctx is not None:
+            typer.echo(ctx.get_help())  # `mlemremote` alone: the help, as `mlem`
+            sys.exit(0)
         message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
         typer.echo(f"error: {_one_line(message)} (see --help)", err=True)
         sys.exit(2)

@@ -199,6 +199,12 @@ def history_folder(target: Location) -> Location | None:
     return target.sibling(join(repo, HISTORY_PREFIX, key), repo=repo)
 
 
+def keeps_history(target: Location) -> bool:
+    """Is a move of the link at `target` remembered: in a repo's log, or as a version
+    of a bucket that keeps versions (a request, outside repos only)?"""
+    return history_folder(target) is not None or store_for(target).versioned(target)
+
+
 def has_log(target: Location) -> bool:
     """Does the link at `target` have a log of moves (one listing)?"""
     folder = history_folder(target)

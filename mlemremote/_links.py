@@ -713,17 +713,21 @@ def target_location(
     build: Build[Any],
     *,
     storage_options: Mapping[str, Any] | None = None,
+    removing: bool = False,
 ) -> Location:
     """Where `dump` and `link` write, by MLEM's rule: `<path>.mlem` outside repos; in a
     repo (given, or found above `path`), `<repo>/.mlem/<type>/<path in repo>.mlem`
     unless `external` (then `<repo>/<path>.mlem`). See `_visible` for a name that a file
-    at `<repo>/<path>.mlem` already takes."""
+    at `<repo>/<path>.mlem` already takes. `removing`: the alias `unlink` removes (the
+    refusals are worded for a removal)."""
     if repo is not None:
         name = check_name(path)
         repo_loc = resolve(repo, storage_options=storage_options)
         require_repo(repo_loc)
         at_path = repo_loc.sibling(join(repo_loc.fullpath, name + MLEM_EXT), repo=repo_loc.fullpath)
-        target = _visible(at_path, build, folder_of_type, external=bool(external))
+        target = _visible(
+            at_path, build, folder_of_type, external=bool(external), removing=removing
+        )
         if not confined(target, repo_loc.fullpath):
             raise InvalidLinkError(f"{target}: a symlink in the repo leads this write out of it")
         return target
@@ -732,7 +736,7 @@ def target_location(
             f"target {_yaml.describe_value(path)} is not a file name (it ends with '/' or "
             "is not a string)"
         )
-    check_link_field(path, "target", "link()")
+    check_link_field(path, "target", "unlink" if removing else "link")
     loc = resolve(path, storage_options=storage_options)
     key = loc.fullpath.split("/", 1)[-1]  # the object key, below the bucket
     if loc.scheme in BUCKET_SCHEMES and len(key.encode()) > MAX_NAME_BYTES:
@@ -751,14 +755,20 @@ def target_location(
     if repo is None:
         return loc
     target = _visible(
-        loc.sibling(loc.fullpath, repo=repo), build, folder_of_type, external=bool(external)
+        loc.sibling(loc.fullpath, repo=repo),
+        build,
+        folder_of_type,
+        external=bool(external),
+        removing=removing,
     )
     if not confined(target, repo):
         raise InvalidLinkError(f"{target}: a symlink in the repo leads this write out of it")
     return target
 
 
-def _visible(at_path: Location, build: Build[Any], folder: str, *, external: bool) -> Location:
+def _visible(
+    at_path: Location, build: Build[Any], folder: str, *, external: bool, removing: bool = False
+) -> Location:
     """Where a write for the name at `at_path` (`<repo>/<name>.mlem`) goes: the type
     folder `<repo>/.mlem/<folder>/<name>.mlem`, or `at_path` itself when `external`,
     so that afterwards the name finds what was written, and nothing else changes what a
@@ -776,7 +786,10 @@ def _visible(at_path: Location, build: Build[Any], folder: str, *, external: boo
     repo = cast(str, at_path._repo)
     name = relpath(at_path.fullpath, repo)
     own = at_path.sibling(join(repo, MLEM_DIR, folder, name), repo=repo)
-    others = [c for c in _in_type_folders(at_path, repo) if external or str(c) != str(own)]
+    # (Removing, the alias's own file is read too: is there an alias to remove at all?)
+    others = [
+        c for c in _in_type_folders(at_path, repo) if external or removing or str(c) != str(own)
+    ]
     answers = _read_candidates([at_path, *others], build)
     existing = answers[0]
     if isinstance(existing, NotAFileError):  # a folder or FIFO there: never replaced
@@ -795,6 +808,8 @@ def _visible(at_path: Location, build: Build[Any], folder: str, *, external: boo
         return at_path
     if existing is not None:
         if not isinstance(existing, MlemError) and is_link(existing) and folder == "link":
+            if removing:
+                return at_path  # the alias this name finds
             logger.warning(
                 redact(
                     f"{at_path} is the alias this name finds (it hides {own}, where MLEM "
@@ -802,10 +817,31 @@ def _visible(at_path: Location, build: Build[Any], folder: str, *, external: boo
                 )
             )
             return at_path
+        if removing:
+            raise ObjectExistsError(
+                f"the name {name[: -len(MLEM_EXT)]!r} finds {at_path}, which is not a link "
+                f"(anything at {own} is hidden behind it: name that one by its URI to "
+                "remove it); nothing was removed"
+            )
         raise ObjectExistsError(
             f"{at_path} already exists and would hide {own} (MLEM and mlemremote read the "
             f"path first): choose another name, or pass external=True to write at {at_path}"
         )
+    if removing:
+        alias = next(a for c, a in zip(others, answers[1:], strict=True) if str(c) == str(own))
+        taken = [t for t in taken if t != str(own)]
+        if taken and alias is None:
+            raise ObjectExistsError(
+                f"the name {name[: -len(MLEM_EXT)]!r} finds {taken[0]}, which is not a link; "
+                "nothing was removed"
+            )
+        if taken:
+            raise ObjectExistsError(
+                f"the name {name[: -len(MLEM_EXT)]!r} is ambiguous: it also names "
+                f"{', '.join(taken)} (MLEM and mlemremote refuse such names); to remove the "
+                f"alias, name it by its URI ({own}); nothing was removed"
+            )
+        return own
     if taken:
         raise ObjectExistsError(
             f"the name {name[: -len(MLEM_EXT)]!r} already names {', '.join(taken)}: writing "
@@ -924,7 +960,7 @@ def check_expected(expected: object) -> None:
     if expected is None or (isinstance(expected, str) and expected):
         return
     if isinstance(expected, str):
-        raise InvalidLinkError("expected= is an empty string: give the link's token")
+        raise InvalidLinkError("the expected token is an empty string: give the alias's token")
     kind = getattr(expected, "object_type", None)
     if kind == "link":
         if getattr(expected, "location", None) is None:
@@ -1040,7 +1076,9 @@ def remove_link(
                     if isinstance(expected, str)
                     else _expected_token(expected, target, build)[0]
                 )
-                if wanted != token:
+                if not same_token(wanted, token):
+                    if isinstance(expected, str):
+                        raise _not_its_token(target, expected, token, "removed")
                     raise AliasChangedError(
                         f"{target} changed since it was read; nothing was removed"
                     )
@@ -1079,7 +1117,9 @@ def _expected_token(
         token, replaced = _current_link(target, build)
         if token == Expect.ABSENT:
             raise AliasChangedError(f"{target} does not exist; nothing was written")
-        return expected, replaced if token == expected else None
+        if not same_token(token, expected):
+            raise _not_its_token(target, expected, token, "written")
+        return token, replaced  # (as the store spells it: the condition it compares)
     expected = cast(Link, expected)  # check_expected let only links through
     if expected.location is not None and _same_name(expected.location, target):
         # The name now finds another file (a link appeared at `<repo>/<name>.mlem`, which
@@ -1095,6 +1135,25 @@ def _expected_token(
     if expected._token is None:
         raise InvalidLinkError("expected= link carries no version token: load it first")
     return expected._token, expected.to_dict()
+
+
+def same_token(a: object, b: object) -> bool:
+    """Two spellings of one token: S3 and Azure ETags are quoted (`"abc"`), and a token
+    typed in a shell loses its quotes."""
+    if isinstance(a, str) and isinstance(b, str):
+        return a.strip('"') == b.strip('"')
+    return a == b
+
+
+def _not_its_token(target: Location, given: str, now: Expected, verb: str) -> AliasChangedError:
+    """A token given as a string that is not the alias's: it moved since, or the string
+    is something else (a version id, a typo): say both, and what the token is now."""
+    return AliasChangedError(
+        f"{target} has token {now!r} now, not {given!r}: it changed since that token was "
+        f"read, or that is not its token (the alias's `.token`, or `mlemremote show "
+        f"--no-follow --json`); "
+        f"nothing was {verb}"
+    )
 
 
 def _same_name(a: Location, b: Location) -> bool:

@@ -38,7 +38,6 @@ from mlemremote.core.errors import (
     MlemObjectNotFound,
     MlemObjectNotSavedError,
     MlemRootNotFound,
-    ObjectExistsError,
     StorageError,
 )
 from mlemremote.core.objects import MlemLink, MlemObject, build
@@ -135,7 +134,7 @@ def check(
     [('latest.mlem', 'ok')]
     """
     _check_concurrency(concurrency)
-    found = _bulk.check_links(
+    found = _bulk.survey(
         repo_or_prefix, rev=rev, storage_options=storage_options, concurrency=concurrency
     )
     return list(found.results)
@@ -418,9 +417,12 @@ def _history_of(
         if all(entry.link is None for entry in entries):
             raise missing
         return entries
-    return _history.history_of(
+    entries = _history.history_of(
         current, None if current is None else current._modified, where, build_link
     )
+    if current is not None and entries and entries[0].link is not None:
+        entries[0].link._token = current._token  # the first entry is the alias now
+    return entries
 
 
 def _resolved(link: MlemLink, at: Location) -> str | None:
@@ -442,14 +444,18 @@ def rollback(
     repo: str | None = None,
     to: int | HistoryEntry[MlemLink] | None = None,
     *,
+    expected: MlemLink | str | None = None,
     storage_options: StorageOptions | None = None,
     message: str | None = None,
 ) -> MlemLink:
     """Move the alias back to an earlier target, with compare-and-swap against the alias
     as read here (`AliasChangedError` if it moved meanwhile). By default it goes to the
     newest entry of `history()` whose target differs from the current one; `to` may
-    name an index into `history()` or one of its entries instead. `message` is recorded
-    with the move, as in `link`.
+    name an index into `history()` or one of its entries instead. `expected` (the alias
+    as loaded earlier, or its token: `history()[0].link.token`) makes the swap compare
+    against that instead, so an index read from an earlier `history()` cannot name
+    another entry after the alias moved. `message` is recorded with the move, as in
+    `link`.
 
     >>> import tempfile
     >>> from mlemremote import MlemModel, init, link, load_meta
@@ -464,6 +470,7 @@ def rollback(
     >>> load_meta("latest", repo=repo).model_type
     {'name': 'v1'}
     """
+    _links.check_expected(expected)  # before anything is read
     message = _history.check_message(message)
     current, where, missing = _current_alias(path, repo, storage_options)
     if isinstance(to, HistoryEntry):
@@ -492,14 +499,21 @@ def rollback(
                 raise InvalidLinkError(f"{where} has no earlier target to go back to")
             entry = found
         elif isinstance(to, int) and not isinstance(to, bool) and 0 <= to < len(entries):
+            if to == 0 and current is not None:
+                raise InvalidLinkError(
+                    f"entry 0 of the history of {where} is the alias as it is now: there is "
+                    "nothing to go back to; nothing was written"
+                )
             entry = entries[to]
         else:
             raise InvalidLinkError(
-                f"to= must be an index below {len(entries)} into history(), or an entry of it"
+                f"there is no entry {to!r} in the history of {where}: its entries are "
+                f"numbered 0 to {len(entries) - 1}"
             )
     if entry.link is None:
         raise InvalidLinkError(
-            f"that entry of {where}'s history is a removal: use unlink() to remove the alias"
+            f"that entry of {where}'s history is a removal, not a target to go back to "
+            "(to remove the alias, unlink it)"
         )
     previous = entry.link.model_copy()
     previous._location = where
@@ -507,11 +521,12 @@ def rollback(
     previous._location = None
     # Compare-and-swap with the alias as read here; a removed alias is created only
     # if nothing appeared there meanwhile.
+    against = expected if expected is not None else current
     _links.write_link(
         previous,
         where,
         build,
-        expected=Expect.ABSENT if current is None else current,
+        expected=Expect.ABSENT if against is None else against,
         message=message,
     )
     return previous
@@ -536,8 +551,8 @@ def unlink(
     written there meanwhile is never deleted); `expected` (the link as loaded earlier with
     `follow_links=False`, or its token) makes it a compare-and-swap: `AliasChangedError`
     if the alias changed since, and nothing is removed. The removal is recorded in the
-    alias's history, with who removed it and `message`; `rollback()` restores the alias
-    as it was before it.
+    alias's history (in a repo; outside one no history is kept), with who removed it and
+    `message`; `rollback()` restores the alias as it was before it.
 
     >>> import tempfile
     >>> from mlemremote import MlemModel, init, link, load_meta
@@ -555,15 +570,15 @@ def unlink(
     """
     _links.check_expected(expected)  # before anything is read
     message = _history.check_message(message)
-    try:
-        target = _links.target_location(
-            path, repo, None, MlemLink.type_folder, build, storage_options=storage_options
-        )
-    except ObjectExistsError as exc:
-        why = str(exc).split(": choose another name")[0].split("; choose another name")[0]
-        raise ObjectExistsError(
-            f"{path!r} does not name a link that can be removed ({why}); nothing was removed"
-        ) from None
+    target = _links.target_location(
+        path,
+        repo,
+        None,
+        MlemLink.type_folder,
+        build,
+        storage_options=storage_options,
+        removing=True,
+    )
     return cast(MlemLink, _links.remove_link(target, build, expected=expected, message=message))
 
 

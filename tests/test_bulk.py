@@ -105,5 +105,5 @@ def test_check_says_how_each_link_ends_reading_each_metafile_once(
     }
     assert max(Counter(reads).values()) == 1  # every metafile (and probe) read once
     # The CLI's progress bar: one outcome per metafile (models too), so it ends full.
-    found = _bulk.check_links(repo, storage_options=so)
+    found = _bulk.survey(repo, storage_options=so)
     assert len(list(found.outcomes)) == found.total == 15  # 14 links and the model

@@ -30,15 +30,17 @@ FAST = {
 BOUND = 60.0  # seconds; generous: the point is "not minutes", not a benchmark
 
 
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, **FAST}
+def cli(*args: str, fast: bool = False) -> subprocess.CompletedProcess[str]:
+    """Run the command; `fast`: with short timeouts and retries (for endpoints that never
+    answer; elsewhere they would make a busy machine's slow answer a failure)."""
+    env = {**os.environ, **(FAST if fast else {})}
     return subprocess.run([SCRIPT, *args], capture_output=True, text=True, timeout=120, env=env)
 
 
-def cli_all(*commands: list[str]) -> list[subprocess.CompletedProcess[str]]:
+def cli_all(*commands: list[str], fast: bool = False) -> list[subprocess.CompletedProcess[str]]:
     """Run the commands at once (each a process: most of their time is start-up)."""
     with ThreadPoolExecutor(len(commands)) as pool:
-        return list(pool.map(lambda args: cli(*args), commands))
+        return list(pool.map(lambda args: cli(*args, fast=fast), commands))
 
 
 def one_line_error(done: subprocess.CompletedProcess[str], *needles: str) -> str:
@@ -93,9 +95,12 @@ def test_missing_prefix_fails_and_an_empty_repo_does_not(backend: Backend) -> No
     )  # fmt: skip
     for done in runs[:2]:
         one_line_error(done, "no such")
-    for listed, checked in (runs[2:4], runs[4:6]):
-        assert listed.returncode == 0 and listed.stderr == "", listed.stderr
-        assert checked.returncode == 0 and "0 links, 0 broken" in checked.stdout
+    listed, checked = runs[2:4]  # an empty repo
+    assert listed.returncode == 0 and listed.stderr == "", listed.stderr
+    assert checked.returncode == 0 and "0 links, 0 broken" in checked.stdout
+    listed, checked = runs[4:6]  # a folder in no repo: ls lists repos (as `mlem ls`)
+    one_line_error(listed, "in no repo")
+    assert checked.returncode == 0 and "0 links, 0 broken" in checked.stdout
 
 
 def test_api_missing_prefix_and_bucket(backend: Backend) -> None:
@@ -156,6 +161,7 @@ def test_stopped_endpoint_is_one_line_and_quick(kind: str, black_hole: str) -> N
     runs = cli_all(
         *([command, f"{kind}://bucket/repo", *closed] for command in ("ls", "check", "show")),
         *([command, f"{kind}://bucket/repo/m", *silent] for command in ("ls", "show")),
+        fast=True,
     )
     assert time.monotonic() - start < BOUND  # each alone: about 1 s x 2 tries, 5 s at most
     for done in runs:
@@ -190,3 +196,25 @@ def test_connect_timeout_setting(monkeypatch: pytest.MonkeyPatch) -> None:
             _settings.configure(connect_timeout=bad)
     monkeypatch.setenv("MLEMREMOTE_CONNECT_TIMEOUT", "2.5")
     assert _settings._from_env().connect_timeout == 2.5
+
+
+@pytest.mark.parametrize("backend", ["s3-moto"], indirect=True)
+def test_a_denied_read_fails_the_listing_not_the_link(backend: Backend) -> None:
+    """moto lets anyone list but not read (as an IAM policy with ListBucket and no
+    GetObject): ls and check fail whole (exit 2), never report links as broken."""
+    from mlemremote.api import link
+    from mlemremote.core.errors import StorageError
+
+    repo = backend.uri("repo")
+    init(repo, storage_options=backend.storage_options)
+    MlemModel().dump("m", repo=repo, storage_options=backend.storage_options)
+    link("m", source_repo=repo, target="latest", target_repo=repo, **{
+        "storage_options": backend.storage_options})  # fmt: skip
+    url = backend.storage_options["client_kwargs"]["endpoint_url"]  # type: ignore[index]
+    anonymous = {"anon": True, "client_kwargs": {"endpoint_url": url}}
+    with pytest.raises(StorageError):
+        check(f"{repo}/.mlem/link", storage_options=anonymous)
+    for done in cli_all(
+        ["ls", repo, *as_flags(anonymous)], ["check", f"{repo}/.mlem/link", *as_flags(anonymous)]
+    ):
+        one_line_error(done)

@@ -185,7 +185,7 @@ def test_the_path_wins_over_a_type_folder_and_the_hidden_one_is_reported(
         found = load_meta("models/rf", repo=r, **opts(backend))
     assert found.model_type == {"v": 2}
     assert any(".mlem/model/models/rf.mlem" in m for m in caplog.messages)
-    results = {res.uri: res for res in _bulk.check_links(r, **opts(backend)).results}
+    results = {res.uri: res for res in _bulk.survey(r, **opts(backend)).results}
     hidden = results[full_uri(backend, "repo", ".mlem", "model", "models", "rf.mlem")]
     assert hidden.status == "shadowed" and not hidden.broken
     assert "models/rf.mlem" in hidden.detail
@@ -200,7 +200,7 @@ def test_a_name_in_two_type_folders_is_refused(backend: Backend) -> None:
     backend.write(backend.uri("repo", ".mlem", "link", "rf.mlem"), alias)
     with pytest.raises(AmbiguousObjectError, match="MLEM refuses"):
         load_meta("rf", repo=r, **opts(backend))
-    results = {res.uri: res for res in _bulk.check_links(r, **opts(backend)).results}
+    results = {res.uri: res for res in _bulk.survey(r, **opts(backend)).results}
     hidden = results[full_uri(backend, "repo", ".mlem", "model", "rf.mlem")]
     assert hidden.status == "ambiguous" and hidden.broken
 
@@ -215,7 +215,7 @@ def test_mlem_index_links_hide_nothing(backend: Backend, caplog: pytest.LogCaptu
     with caplog.at_level(logging.WARNING, logger="mlemremote"):
         assert load_meta("models/ext", repo=r, **opts(backend)).model_type == {"v": 1}
     assert not caplog.messages
-    results = list(_bulk.check_links(r, **opts(backend)).results)
+    results = list(_bulk.survey(r, **opts(backend)).results)
     assert [res.status for res in results] == ["ok"]
 
 

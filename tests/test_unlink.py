@@ -13,7 +13,12 @@ from conftest import Backend
 from test_cli import cli, flags
 
 from mlemremote.api import history, init, link, load_meta, rollback, unlink
-from mlemremote.core.errors import AliasChangedError, MlemObjectNotFound, ObjectExistsError
+from mlemremote.core.errors import (
+    AliasChangedError,
+    InvalidLinkError,
+    MlemObjectNotFound,
+    ObjectExistsError,
+)
 from mlemremote.core.objects import MlemLink, MlemModel
 
 
@@ -90,10 +95,30 @@ def test_unlink_with_stale_expected_removes_nothing(backend: Backend) -> None:
         unlink("latest", repo=repo, expected=seen, **opts(backend))
     with pytest.raises(AliasChangedError):
         unlink("latest", repo=repo, expected=seen._token, **opts(backend))
-    assert backend.read(alias_uri(backend)) == before
-    assert not history("latest", repo=repo, **opts(backend))[0].removed
+    # A string that is not the alias's token (a version id, a typo) says what it is now.
+    with pytest.raises(AliasChangedError, match="not its token") as wrong:
+        unlink("latest", repo=repo, expected="not-a-token", **opts(backend))
     fresh = load_meta("latest", repo=repo, follow_links=False, **opts(backend))
-    assert unlink("latest", repo=repo, expected=fresh, **opts(backend)).path == "v1.mlem"
+    assert fresh.token is not None and repr(fresh.token) in str(wrong.value)
+    # rollback(expected=): the history read earlier is the one rolled back, or nothing.
+    with pytest.raises(AliasChangedError):
+        rollback("latest", repo=repo, to=1, expected=seen.token, **opts(backend))
+    assert backend.read(alias_uri(backend)) == before
+    entries = history("latest", repo=repo, **opts(backend))
+    assert not entries[0].removed and entries[0].link is not None
+    assert entries[0].link.token == fresh.token  # what --expected takes, from history
+    with pytest.raises(InvalidLinkError, match="as it is now"):  # a move to where it is
+        rollback("latest", repo=repo, to=0, **opts(backend))
+    back = rollback("latest", repo=repo, to=1, expected=entries[0].link.token, **opts(backend))
+    assert back.path == "v2.mlem" and back.token is not None
+    fresh = load_meta("latest", repo=repo, follow_links=False, **opts(backend))
+    assert fresh.token == back.token
+    link("v1", source_repo=repo, target="latest", target_repo=repo, **opts(backend))
+    fresh = load_meta("latest", repo=repo, follow_links=False, **opts(backend))
+    assert fresh.token is not None
+    # A quoted ETag typed in a shell loses its quotes: the same token.
+    unquoted = fresh.token.strip('"')
+    assert unlink("latest", repo=repo, expected=unquoted, **opts(backend)).path == "v1.mlem"
     assert not backend.exists(alias_uri(backend))
 
 
@@ -106,6 +131,17 @@ def test_unlink_of_a_missing_alias_is_not_found(backend: Backend) -> None:
     unlink("latest", repo=repo, **opts(backend))
     with pytest.raises(MlemObjectNotFound):
         unlink("latest", repo=repo, **opts(backend))
+
+
+def test_history_outside_a_repo_only_where_the_bucket_keeps_versions(
+    versioned_backend: Backend,
+) -> None:
+    from mlemremote import _history
+    from mlemremote._location import resolve
+
+    b = versioned_backend
+    kept = _history.keeps_history(resolve(b.uri("plain", "alias.mlem"), **opts(b)))
+    assert kept == (b.name.split("-")[0] in ("s3", "gcs"))  # their versions are the history
 
 
 def test_unlink_outside_a_repo(backend: Backend) -> None:
@@ -128,13 +164,29 @@ def test_cli_unlink_history_rollback(backend: Backend) -> None:
     assert lines[0].split()[:2] == ["#", "TIME"] and len(lines) == 3
     assert lines[1].split()[0] == "0" and lines[1].endswith("v2.mlem")
 
-    token = load_meta("latest", repo=repo, follow_links=False, **opts(backend))._token
-    assert token is not None
-    link("v1", source_repo=repo, target="latest", target_repo=repo, **opts(backend))
+    shown = json.loads(cli("show", "latest", "--repo", repo, "--nf", "--json", *o).stdout)
+    token = shown[0]["token"]  # what --expected takes
+    assert token == load_meta("latest", repo=repo, follow_links=False, **opts(backend)).token
+    moved = cli("link", "v1", "latest", "--sr", repo, "--tr", repo, "--json", *o)
+    assert moved.returncode == 0, moved.stderr
     stale = cli("unlink", "latest", "--repo", repo, "--expected", token, *o)
     assert stale.returncode == 2 and stale.stderr.startswith("error: ")
     assert len(stale.stderr.strip().splitlines()) == 1 and "changed" in stale.stderr
     assert backend.exists(alias_uri(backend))
+    # rollback --to N --expected: N is an index into the history read with that token.
+    late = cli("rollback", "latest", "--repo", repo, "--to", "1", "--expected", token, *o)
+    assert late.returncode == 2 and "changed" in late.stderr
+    now = json.loads(cli("history", "latest", "--repo", repo, "--json", *o).stdout)[0]
+    assert now["token"] == json.loads(moved.stdout)["token"] is not None
+    back = cli("rollback", "latest", "--repo", repo, "--to", "1", "--expected", now["token"], *o)
+    assert back.returncode == 0 and back.stdout.strip().endswith("-> v2.mlem"), back.stderr
+    stale_move = cli("link", "v1", "latest", "--sr", repo, "--tr", repo, "--expected", token, *o)
+    assert stale_move.returncode == 2 and "changed" in stale_move.stderr
+    now = json.loads(cli("show", "latest", "--repo", repo, "--nf", "--json", *o).stdout)[0]
+    relinked = cli(
+        "link", "v1", "latest", "--sr", repo, "--tr", repo, "--expected", now["token"], *o
+    )
+    assert relinked.returncode == 0, relinked.stderr
 
     model = cli("unlink", "v1", "--repo", repo, *o)
     assert model.returncode == 2 and len(model.stderr.strip().splitlines()) == 1
@@ -152,7 +204,7 @@ def test_cli_unlink_history_rollback(backend: Backend) -> None:
 
     rows = json.loads(cli("history", "latest", "--repo", repo, "--json", *o).stdout)
     assert rows[0]["removed"] and rows[0]["points_to"] is None and rows[0]["index"] == 0
-    assert [r["points_to"] for r in rows[1:]] == ["v1.mlem", "v2.mlem", "v1.mlem"]
+    assert [r["points_to"] for r in rows[1:]] == ["v1.mlem", "v2.mlem"] * 2 + ["v1.mlem"]
 
     back = cli("rollback", "latest", "--repo", repo, "--to", "2", "--json", *o)
     assert back.returncode == 0, back.stderr
@@ -164,7 +216,8 @@ def test_cli_unlink_history_rollback(backend: Backend) -> None:
     rows = json.loads(cli("history", "latest", "--repo", repo, "--json", *o).stdout)
     gone = next(r["index"] for r in rows if r["removed"])
     removal = cli("rollback", "latest", "--repo", repo, "--to", str(gone), *o)
-    assert removal.returncode == 2 and "unlink" in removal.stderr
+    assert removal.returncode == 2 and "unlink it" in removal.stderr
+    assert "()" not in removal.stderr and "to=" not in removal.stderr  # CLI words
     nothing = cli("history", "nothing", "--repo", repo, *o)
     assert nothing.returncode == 2 and nothing.stderr.startswith("error: ")
 

@@ -242,7 +242,8 @@ class Store:
     def check_versions(self, loc: Where) -> None:
         """Raise `RevisionNotSupportedError` unless `rev=` can be honoured here."""
         raise RevisionNotSupportedError(
-            f"{self.describe(loc)} keeps no versions, so rev= cannot be honoured for {loc}"
+            f"{self.describe(loc)} keeps no versions, so a revision (rev) cannot be "
+            f"honoured for {loc}"
         )
 
     def versioned(self, loc: Where) -> bool:

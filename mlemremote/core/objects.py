@@ -61,6 +61,13 @@ class MlemObject(BaseModel):
         return self._location
 
     @property
+    def token(self) -> str | None:
+        """What a compare-and-swap (`expected=`, the CLI's `--expected`) compares against:
+        the metafile's ETag, generation or content hash as it was read or written here;
+        None when it was not. (Not a version id: `HistoryEntry.version` is that.)"""
+        return self._token
+
+    @property
     def is_saved(self) -> bool:
         return self._location is not None
 

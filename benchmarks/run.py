@@ -15,6 +15,8 @@ objects for both tools, and measures, alternating the two tools in one process t
 - `pull` of a model's artifacts (10 files, 96 MiB) through an alias, against s3fs's own
   `get` of the same files: throughput ratio and requests (`python benchmarks/run.py pull`
   reruns only this table).
+- `watch`: requests and body bytes of one idle poll per metafile of a 3-hop chain, on
+  every backend (`python benchmarks/run.py watch` reruns only that table).
 
 Results: benchmarks/results/results.json, results.md and chart.png.
 """
@@ -472,6 +474,129 @@ def measure_git() -> dict[str, Any]:
     return rows
 
 
+# -- watch ---------------------------------------------------------------------------------
+WATCH_POLLS = int(os.environ.get("BENCH_WATCH_POLLS", "20"))
+
+
+def measure_watch() -> list[dict[str, Any]]:
+    """Idle polls of a watch on a 3-hop chain (alias -> b -> c -> model: 4 metafiles), on
+    every backend: requests and response body bytes per poll and metafile, counted on the
+    wire by a proxy in front of each cloud (the same `FaultProxy` the tests use), and by
+    the store calls on local disk (a `stat` each) and in memory; the median time of a
+    poll; and the requests of the full verification poll (every 12th by default)."""
+    import tempfile
+
+    import fsspec
+
+    from mlemremote import _watch
+    from mlemremote._stores import local as local_store
+    from mlemremote.api import watch
+
+    rows: list[dict[str, Any]] = []
+    chain = {
+        "repo/.mlem/config.yaml": b"",
+        "repo/v1.mlem": MODEL,
+        "repo/.mlem/link/c.mlem": link_yaml("v1.mlem"),
+        "repo/.mlem/link/b.mlem": link_yaml(".mlem/link/c.mlem"),
+        "repo/.mlem/link/prod.mlem": link_yaml(".mlem/link/b.mlem"),
+    }
+
+    def run(name: str, root: str, options: dict[str, Any] | None, proxy: Any) -> None:
+        fs = fsspec.filesystem(root.split("://")[0] if "://" in root else "file", **(options or {}))
+        base = root.split("://", 1)[1] if "://" in root else root
+        for rel, data in chain.items():
+            if "://" not in root:
+                os.makedirs(os.path.dirname(f"{base}/{rel}"), exist_ok=True)
+            fs.pipe_file(f"{base}/{rel}", data)
+        if "://" not in root:  # a file read this young is compared by its bytes, not stat
+            time.sleep(local_store.RACY_SECONDS + 0.2)
+        events = watch(f"{root}/repo/.mlem/link/prod", interval=1, verify_every=None,
+                       storage_options=options)  # fmt: skip
+        first = events.poll()
+        assert first is not None and first.ok, first
+        hops = len(first.chain)
+        calls: list[int] = []  # bytes handed back by each conditional read (no proxy)
+        original = _watch.store_for
+
+        class Counted:
+            def __init__(self, store: Any) -> None:
+                self.store = store
+
+            def read_if_changed(self, loc: Any, last: Any) -> Any:
+                answer = self.store.read_if_changed(loc, last)
+                calls.append(len(getattr(answer, "data", b"")))
+                return answer
+
+        _watch.store_for = lambda loc: Counted(original(loc))  # type: ignore[assignment]
+        try:
+            if proxy is not None:
+                proxy.requests.clear()
+                sent = len(proxy.transfers)
+            times = []
+            for _ in range(WATCH_POLLS):
+                start = time.perf_counter()
+                assert events.poll() is None
+                times.append(time.perf_counter() - start)
+        finally:
+            _watch.store_for = original  # type: ignore[assignment]
+        if proxy is not None:
+            requests = sum(proxy.requests.values())
+            body = sum(t.written for t in proxy.transfers[sent:])
+            proxy.requests.clear()
+        else:
+            requests, body = len(calls), sum(calls)
+        verify = watch(f"{root}/repo/.mlem/link/prod", interval=1, storage_options=options)
+        verify.poll()
+        full = sum(proxy.requests.values()) if proxy is not None else None
+        rows.append(
+            {
+                "backend": name,
+                "metafiles": hops,
+                "polls": WATCH_POLLS,
+                "requests_per_poll_per_metafile": round(requests / WATCH_POLLS / hops, 2),
+                "body_bytes_per_poll_per_metafile": round(body / WATCH_POLLS / hops, 1),
+                "median_ms_per_poll": round(statistics.median(times) * 1000, 2),
+                "full_resolution_requests": full,
+            }
+        )
+        print(f"  {rows[-1]}", flush=True)
+
+    with tempfile.TemporaryDirectory(prefix="mlemremote-watch-bench-") as folder:
+        run("local", folder, None, None)
+    run("memory", f"memory://watch-bench-{uuid.uuid4().hex[:8]}", None, None)
+    with running_services() as endpoints:
+        clouds: list[tuple[str, str, str]] = [
+            (f"s3-{name}", "s3", url) for name, url in endpoints.s3.items()
+        ]
+        clouds += [("gcs", "gs", endpoints.gcs), ("azure", "az", endpoints.azure)]
+        for name, scheme, where in clouds:
+            upstream = where
+            if scheme == "az":
+                part = next(p for p in where.split(";") if p.startswith("BlobEndpoint="))
+                upstream = part.split("=", 1)[1].rsplit("/", 1)[0]
+
+            bucket = f"watch-bench-{uuid.uuid4().hex[:8]}"
+            fsspec.filesystem(scheme, **_options(scheme, where, upstream, upstream)).mkdir(
+                bucket
+            )  # directly
+            proxy = FaultProxy(upstream)
+            url = proxy.start()
+            try:
+                run(name, f"{scheme}://{bucket}", _options(scheme, where, upstream, url), proxy)
+            finally:
+                proxy.stop()
+    return rows
+
+
+def _options(scheme: str, where: str, upstream: str, url: str) -> dict[str, Any]:
+    """Storage options reaching the emulator at `upstream` (found at `where`) by `url`."""
+    if scheme == "s3":
+        return {"key": S3_KEY, "secret": S3_SECRET, "client_kwargs": {"endpoint_url": url}}
+    if scheme == "gs":
+        return {"endpoint_url": url, "token": "anon", "project": "test"}
+    return {"connection_string": where.replace(upstream, url)}
+
+
 # -- reporting -----------------------------------------------------------------------------
 def write_results(results: dict[str, Any]) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -522,6 +647,19 @@ def write_results(results: dict[str, Any]) -> None:
             f"| {row['throughput_ratio']} | {row['mlemremote_requests']} | {row['s3fs_requests']} |"
             for server, row in results["pull"].items()
         ]
+    if "watch" in results:
+        lines += [
+            "",
+            "| backend | metafiles | requests per idle poll, per metafile | body bytes per "
+            "idle poll, per metafile | median ms per idle poll | requests of a full resolution |",
+            "| --- | --- | --- | --- | --- | --- |",
+        ]
+        lines += [
+            f"| {row['backend']} | {row['metafiles']} | {row['requests_per_poll_per_metafile']} "
+            f"| {row['body_bytes_per_poll_per_metafile']} | {row['median_ms_per_poll']} "
+            f"| {row['full_resolution_requests'] if row['full_resolution_requests'] else '-'} |"
+            for row in results["watch"]
+        ]
     bare = results["startup_ms"].get("python -c pass")
     lines += ["", "| command | median start-up (ms) | ratio to `python -c pass` |"]
     lines += ["| --- | --- | --- |"]
@@ -558,13 +696,15 @@ def chart(results: dict[str, Any]) -> None:
 
 
 def main() -> None:
-    if sys.argv[1:] in (["git"], ["startup"], ["pull"]):  # one table, merged into the last
+    if sys.argv[1:] in (["git"], ["startup"], ["pull"], ["watch"]):  # one table, merged
         results = json.loads((RESULTS / "results.json").read_text())
         if sys.argv[1] == "git":
             results["git"] = measure_git()
         elif sys.argv[1] == "pull":
             with running_services(("s3",)) as endpoints:
                 results["pull"] = {n: measure_pull(n, u) for n, u in endpoints.s3.items()}
+        elif sys.argv[1] == "watch":
+            results["watch"] = measure_watch()
         else:
             peer = ensure_peer()
             assert peer is not None
@@ -583,6 +723,8 @@ def main() -> None:
         results["pull"] = {n: measure_pull(n, u) for n, u in endpoints.s3.items()}
     print("measuring remote git ...", flush=True)
     results["git"] = measure_git()
+    print("measuring watch ...", flush=True)
+    results["watch"] = measure_watch()
     results["startup_ms"] = startup(peer_python)
     write_results(results)
     print((RESULTS / "results.md").read_text())

@@ -32,6 +32,7 @@ _EXPORTS = {
     "pull": "mlemremote.api",
     "rollback": "mlemremote.api",
     "unlink": "mlemremote.api",
+    "watch": "mlemremote.api",
     "MlemError": "mlemremote.core.errors",
     "MlemData": "mlemremote.core.objects",
     "MlemLink": "mlemremote.core.objects",
@@ -54,6 +55,7 @@ if TYPE_CHECKING:
         pull,
         rollback,
         unlink,
+        watch,
     )
     from mlemremote.api import resolve_location as resolve
     from mlemremote.core.errors import MlemError
@@ -92,4 +94,5 @@ __all__ = [
     "resolve",
     "rollback",
     "unlink",
+    "watch",
 ]

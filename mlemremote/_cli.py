@@ -103,6 +103,10 @@ Rev = Annotated[
         "object version of a versioned bucket.",
     ),
 ]
+Message = Annotated[
+    str | None,
+    typer.Option("--message", "-m", help="Why: recorded with the move in the alias's history."),
+]
 T = TypeVar("T")
 
 
@@ -156,7 +160,21 @@ def _run(verbose: bool, action: Callable[[], T], *, bulk: bool = False) -> T:
 
 
 def _one_line(text: str) -> str:
-    return " ".join(text.split())
+    """An error's text on one line, its control characters escaped (a path read from a
+    hostile link may hold terminal escapes)."""
+    from mlemremote._redact import printable
+
+    return printable(" ".join(text.split()))
+
+
+def _shown(text: str, most: int) -> str:
+    """Text read from storage (a message, an author), safe on one terminal line: credentials
+    masked, every control or format character (new lines, terminal escapes, bidi
+    overrides) written as its escape, and cut to `most` characters."""
+    from mlemremote._redact import printable, redact
+
+    safe = printable(redact(text))
+    return safe if len(safe) <= most else safe[: most - 3] + "..."
 
 
 @app.command()
@@ -232,6 +250,7 @@ def link(
             "(./m.mlem): movable with it, but MLEM cannot read it.",
         ),
     ] = False,
+    message: Message = None,
     storage_option: StorageOptions = None,
     verbose: Verbose = False,
 ) -> None:
@@ -253,6 +272,7 @@ def link(
             folder_relative=folder_relative,
             storage_options=options,
             pin=pin,
+            message=message,
             expected=expected,
         ),
     )
@@ -649,6 +669,7 @@ def unlink(
             "it): remove it only if it has not changed since.",
         ),
     ] = None,
+    message: Message = None,
     storage_option: StorageOptions = None,
     json_out: Json = False,
     verbose: Verbose = False,
@@ -658,7 +679,8 @@ def unlink(
 
     options = parse_storage_options(storage_option)
     removed = _run(
-        verbose, lambda: do_unlink(path, repo, expected=expected, storage_options=options)
+        verbose,
+        lambda: do_unlink(path, repo, expected=expected, storage_options=options, message=message),
     )
     row = {"removed": str(removed.location), "points_to": _target_of(removed)}
     _note_no_history(removed.location, "it cannot be rolled back")
@@ -694,6 +716,8 @@ def _history_row(index: int, entry: Any) -> dict[str, Any]:
         "token": None if entry.link is None else entry.link.token,
         "recorded": entry.recorded,
         "note": entry.note,
+        "author": entry.author,
+        "message": entry.message,
     }
 
 
@@ -714,12 +738,18 @@ def history(
     if json_out:
         typer.echo(json.dumps(rows, indent=2))
         return
-    typer.echo(f"{'#':>3}  {'TIME':<32} {'RECORDED':<8} TARGET")
-    for row in rows:
-        target = "(removed)" if row["removed"] else row["points_to"]
+    authors = [_shown(row["author"] or "-", 40) for row in rows]
+    width = max([len("AUTHOR"), *map(len, authors)])
+    typer.echo(f"{'#':>3}  {'TIME':<32} {'RECORDED':<8} {'AUTHOR':<{width}} TARGET")
+    for row, author in zip(rows, authors, strict=True):
+        target = "(removed)" if row["removed"] else _shown(row["points_to"] or "", 400)
         note = f"  ({row['note']})" if row["note"] and not row["removed"] else ""
+        why = f'  "{_shown(row["message"], 120)}"' if row["message"] else ""
         recorded = "yes" if row["recorded"] else "no"
-        typer.echo(f"{row['index']:>3}  {row['time'] or '-':<32} {recorded:<8} {target}{note}")
+        typer.echo(
+            f"{row['index']:>3}  {row['time'] or '-':<32} {recorded:<8} {author:<{width}} "
+            f"{target}{note}{why}"
+        )
 
 
 @app.command()
@@ -743,6 +773,7 @@ def rollback(
             "as entry 0's token): roll back only if it has not moved since.",
         ),
     ] = None,
+    message: Message = None,
     storage_option: StorageOptions = None,
     json_out: Json = False,
     verbose: Verbose = False,
@@ -754,7 +785,9 @@ def rollback(
     options = parse_storage_options(storage_option)
     now = _run(
         verbose,
-        lambda: do_rollback(path, repo, to, expected=expected, storage_options=options),
+        lambda: do_rollback(
+            path, repo, to, expected=expected, storage_options=options, message=message
+        ),
     )
     row = {
         "uri": str(now.location),
@@ -766,6 +799,46 @@ def rollback(
         typer.echo(json.dumps(row, indent=2))
         return
     typer.echo(f"{row['uri']} -> {row['points_to']}")
+
+
+@app.command()
+def watch(
+    path: Annotated[str, typer.Argument(help="The alias: a path, URI, or a name in --repo.")],
+    repo: Repo = None,
+    rev: Rev = None,
+    interval: Annotated[
+        float, typer.Option("--interval", min=0.01, help="Seconds between polls (jittered).")
+    ] = 5.0,
+    max_events: Annotated[
+        int | None, typer.Option("--max-events", min=1, help="Stop after this many lines.")
+    ] = None,
+    storage_option: StorageOptions = None,
+    verbose: Verbose = False,
+) -> None:
+    """Watch the alias PATH: print a JSON line with what it resolves to, then one each time
+    that changes (any hop of its chain moved) or it moves to a broken target
+    ("status": "broken": the last good object is still what it serves). Storage faults
+    are retried and reported on stderr; Ctrl-C stops (exit 0)."""
+    from mlemremote.api import watch as do_watch
+    from mlemremote.core.errors import MlemError
+
+    options = parse_storage_options(storage_option)
+    events = _run(
+        verbose,
+        lambda: do_watch(
+            path, repo, rev, interval=interval, max_events=max_events, storage_options=options
+        ),
+    )
+    try:
+        for event in events:
+            typer.echo(json.dumps(event.as_dict()))
+    except KeyboardInterrupt:
+        pass
+    except MlemError as exc:
+        typer.echo(f"error: {_one_line(str(exc))}", err=True)
+        raise typer.Exit(2) from None
+    finally:
+        events.close()
 
 
 def main(argv: list[str] | None = None) -> None:

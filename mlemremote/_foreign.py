@@ -157,6 +157,32 @@ def precondition_failed(exc: BaseException) -> bool:
     return any(status_of(c) == 412 for c in _chain(exc))
 
 
+def not_modified(exc: BaseException) -> bool:
+    """Is this the answer 304 Not Modified to a conditional read (S3 and Azure
+    If-None-Match, GCS ifGenerationNotMatch), however the SDK raised it?"""
+    return any(status_of(c) == 304 for c in _chain(exc))
+
+
+def answered_etag(exc: BaseException) -> str | None:
+    """The ETag a 304 answer carried (botocore keeps the headers in its error's
+    `response`, azure-core in its `response.headers`), or None when it named none."""
+    for current in _chain(exc):
+        response = getattr(current, "response", None)
+        if isinstance(response, dict):
+            headers = response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+        else:
+            headers = getattr(response, "headers", None)
+        if headers is None:
+            continue
+        try:
+            etag = headers.get("etag") or headers.get("ETag")
+        except Exception:  # a headers object of an unknown shape: no ETag known
+            continue
+        if isinstance(etag, str) and etag:
+            return etag
+    return None
+
+
 def storage_error(where: Named, verb: str, exc: BaseException) -> StorageError:
     """A failed request as a `StorageError` naming the location (its text redacted).
 

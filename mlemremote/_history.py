@@ -18,13 +18,24 @@ comes first anyway, marked `recorded=False`; a state that only a later entry rem
 (safe loader without aliases, size cap) and skipped with a warning when bad, when dated
 in the future, when two of them say different things of one write, or when one
 contradicts the alias or the `replaced` record of the move after it.
+
+Every move records who made it (the `author` setting, by default `user@host`) and, when
+given, why (`message`): in its log entry, and as YAML comment lines in the link itself
+(`# mlemremote author: "..."`, ignored by every reader, MLEM included), so that on a
+versioned bucket each version carries its own. A removal on a versioned bucket (a delete
+marker, or the alias's absence) cannot carry them: there, in a repo, the log keeps one
+entry per removal, found again by the version it removed. Entries written before authors
+were recorded have none (`author` None). Authors are what the writer says it is, never
+authenticated; messages and authors that look like credentials are refused.
 """
 
 from __future__ import annotations
 
+import getpass
 import json
 import logging
 import posixpath
+import socket
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -37,8 +48,15 @@ from mlemremote import _yaml
 from mlemremote._location import Location, at_revision, confined
 from mlemremote._paths import HISTORY_PREFIX, MLEM_DIR, join, relpath
 from mlemremote._redact import redact
+from mlemremote._settings import AUTHOR_MAX_CHARS
+from mlemremote._settings import current as current_settings
 from mlemremote._stores import Blob, Expect, read_many, store_for
-from mlemremote.core.errors import InvalidLinkError, MlemError, MlemRootNotFound
+from mlemremote.core.errors import (
+    InvalidArgumentError,
+    InvalidLinkError,
+    MlemError,
+    MlemRootNotFound,
+)
 
 logger = logging.getLogger("mlemremote")
 READ_CONCURRENCY = 32  # history entries (or versions) read at once
@@ -73,6 +91,7 @@ class HistoryEntry(Generic[L]):
     or version records (the current alias moved by another tool or by a writer that
     stopped before logging, or a state only its successor remembers); `note` says which.
     `link` is None (and `removed` True) for a removal: the alias did not exist from then.
+    `author` and `message` say who made the move and why, as the mover recorded them.
     """
 
     time: datetime | None
@@ -81,6 +100,8 @@ class HistoryEntry(Generic[L]):
     previous: str | None = None  # from the log: the token this move replaced
     recorded: bool = True
     note: str = ""
+    author: str | None = None  # who made the move (None: not recorded)
+    message: str | None = None  # why, when the mover said so
 
     @property
     def removed(self) -> bool:
@@ -89,6 +110,80 @@ class HistoryEntry(Generic[L]):
 
 
 REMOVED_NOTE = "the alias was removed"
+MESSAGE_MAX_CHARS = 2000
+_AUDIT = "# mlemremote "
+
+
+# -- who and why -----------------------------------------------------------------------
+def author_now() -> str:
+    """Who is moving aliases in this process: the `author` setting, or `user@host`."""
+    return current_settings().author or default_author()
+
+
+def default_author() -> str:
+    try:
+        user = getpass.getuser()
+    except Exception:  # no login name (a container without a passwd entry, ...)
+        user = "unknown"
+    text = f"{user}@{socket.gethostname() or 'unknown'}"
+    return "".join(c for c in text if c.isprintable())[:AUTHOR_MAX_CHARS]
+
+
+def check_message(message: object) -> str | None:
+    """The message of a move as it will be recorded ('' and None: none), or
+    `InvalidArgumentError` before anything is written."""
+    if message is None:
+        return None
+    if not isinstance(message, str):
+        raise InvalidArgumentError(f"message must be a string, not {type(message).__name__}")
+    if len(message) > MESSAGE_MAX_CHARS:
+        raise InvalidArgumentError(f"message must be at most {MESSAGE_MAX_CHARS} characters")
+    if not all(c.isprintable() or c in "\n\t" for c in message):
+        raise InvalidArgumentError(
+            "message must be printable text (new lines and tabs allowed): control and "
+            "format characters (terminal escapes, ...) are refused; nothing was written"
+        )
+    if redact(message) != message:
+        raise InvalidArgumentError(
+            "message looks like it holds a credential (it would be stored in the history); "
+            "nothing was written"
+        )
+    return message or None
+
+
+def audit_comment(author: str, message: str | None) -> str:
+    """YAML comment lines saying who made a write of a link and why (JSON strings: one
+    line each, ASCII only, whatever the text holds)."""
+    lines = f"{_AUDIT}author: {json.dumps(author)}\n"
+    if message:
+        lines += f"{_AUDIT}message: {json.dumps(message)}\n"
+    return lines
+
+
+def audit_of(data: bytes) -> tuple[str | None, str | None]:
+    """The author and message that `audit_comment` left in a link's bytes (None where
+    there is none, or it is not what it should be)."""
+    found: dict[str, str | None] = {"author": None, "message": None}
+    for line in data.splitlines():
+        if not line.startswith(_AUDIT.encode()):
+            continue
+        key, sep, value = line[len(_AUDIT) :].partition(b": ")
+        name = key.decode("ascii", "replace")
+        # (A JSON string only: nothing nested that could exhaust the stack.)
+        if sep and name in found and found[name] is None and value.startswith(b'"'):
+            try:
+                text = json.loads(value)
+            except (ValueError, RecursionError):
+                continue
+            found[name] = _text(text, AUTHOR_MAX_CHARS if name == "author" else MESSAGE_MAX_CHARS)
+    return found["author"], found["message"]
+
+
+def _text(value: object, limit: int) -> str | None:
+    """`value` if it is a string of at most `limit` characters (untrusted input)."""
+    return value if isinstance(value, str) and len(value) <= limit else None
+
+
 GONE_NOTE = "the alias does not exist now; no history entry records its removal"
 
 
@@ -129,6 +224,8 @@ def log_move(
     version: str | None,
     previous: str | None,
     replaced: Mapping[str, Any] | None,
+    author: str,
+    message: str | None = None,
 ) -> None:
     """Append one entry for a move, where the bucket keeps no versions of its own.
 
@@ -141,23 +238,44 @@ def log_move(
         "previous": previous,
         "replaced": dict(replaced) if replaced is not None else None,
     }
-    _append(target, entry, version, "moved")
+    _append(target, _audited(entry, author, message), version, "moved")
 
 
 def log_removal(
-    target: Location, *, version: str | None, previous: str, replaced: Mapping[str, Any]
+    target: Location,
+    *,
+    version: str | None,
+    previous: str,
+    replaced: Mapping[str, Any],
+    author: str,
+    message: str | None = None,
 ) -> None:
     """Append one entry for the removal of the link at `target` (token `previous`,
-    content `replaced`); as `log_move`, after the fact, and never raising."""
+    content `replaced`); as `log_move`, after the fact, and never raising. Also on a
+    versioned bucket (with the version it made, if any): a removal carries no author."""
     entry = {"link": None, "removed": True, "token": None, "previous": previous}
-    _append(target, {**entry, "replaced": dict(replaced)}, version, "was removed")
+    entry = _audited({**entry, "replaced": dict(replaced)}, author, message)
+    _append(target, entry, version, "was removed", on_versions=True)
 
 
-def _append(target: Location, entry: dict[str, Any], version: str | None, what: str) -> None:
+def _audited(entry: dict[str, Any], author: str, message: str | None) -> dict[str, Any]:
+    return {**entry, "author": author, **({"message": message} if message else {})}
+
+
+def _append(
+    target: Location,
+    entry: dict[str, Any],
+    version: str | None,
+    what: str,
+    *,
+    on_versions: bool = False,
+) -> None:
     try:
         store = store_for(target)
         if store.keeps_versions(target, version):
-            return
+            if not on_versions:
+                return
+            entry = {**entry, "version": version}
         folder = history_folder(target)
         if folder is None:
             return
@@ -183,6 +301,9 @@ class _Logged:
     previous: str | None
     replaced: Mapping[str, Any] | None
     uri: str
+    author: str | None = None
+    message: str | None = None
+    version: str | None = None  # on a versioned bucket: the version a removal made
 
 
 def history_of(
@@ -218,17 +339,26 @@ def _from_versions(
     versions = [v for v in listed if not v.deleted]
     locs = [at_revision(target, v.version) for v in versions]
     blobs = dict(zip((v.version for v in versions), _read_all(locs), strict=True))
+    removals = _removals(target)
     entries: list[HistoryEntry[L]] = []
     for v in listed:
         if v.deleted:  # an S3 delete marker: a removal
-            entries.append(HistoryEntry(v.time, None, v.version, note=REMOVED_NOTE))
+            who = _who(next((r for r in removals if r.version == v.version), None))
+            entries.append(
+                HistoryEntry(
+                    v.time, None, v.version, note=REMOVED_NOTE, author=who[0], message=who[1]
+                )
+            )
             continue
         blob = blobs.get(v.version)
         if blob is None:
             continue
         link = _build_link(blob.data, str(at_revision(target, v.version)), build)
         if link is not None:
-            entries.append(HistoryEntry(v.time, link, v.version))
+            author, message = audit_of(blob.data)
+            entries.append(HistoryEntry(v.time, link, v.version, author=author, message=message))
+    _place_markers(entries, removals, {v.version: v.token for v in listed if v.token})
+    _insert_removals(entries, removals)
     if current is None:
         if not entries or not entries[0].removed:
             entries.insert(0, HistoryEntry(None, None, None, note=GONE_NOTE))
@@ -239,6 +369,68 @@ def _from_versions(
         entries = [e for e in entries if e.version != version]
         entries.insert(0, HistoryEntry(time, _unsaved(current), version))
     return entries
+
+
+def _removals(target: Location) -> list[_Logged]:
+    """The removals the log of the alias at `target` records, newest first (on a
+    versioned bucket, where they are all it records)."""
+    folder = history_folder(target)
+    if folder is None:
+        return []
+    found = [e for e in _read_log(folder) if e.link_content is None]
+    return sorted(found, key=lambda e: e.time, reverse=True)
+
+
+def _place_markers(
+    entries: list[HistoryEntry[L]], removals: list[_Logged], tokens: dict[str, str]
+) -> None:
+    """Put each delete marker that the log explains right after the version it removed
+    (the one whose token the removal names): S3 lists times to the second, so a version
+    and its removal written in one second would otherwise be in either order."""
+    for removal in removals:
+        if removal.version is None:
+            continue
+        at = [i for i, e in enumerate(entries) if e.removed and e.version == removal.version]
+        was = [i for i, e in enumerate(entries) if tokens.get(e.version or "") == removal.previous]
+        if len(at) != 1 or len(was) != 1:
+            continue
+        marker = entries.pop(at[0])
+        entries.insert(was[0] - (1 if at[0] < was[0] else 0), marker)
+
+
+def _insert_removals(entries: list[HistoryEntry[L]], removals: list[_Logged]) -> None:
+    """Where a bucket leaves no marker of a removal (GCS), show each removal that the log
+    records just after the version it removed (its `previous`), if the times agree."""
+    for removal in reversed(removals):  # oldest first
+        if removal.version is not None and any(e.version == removal.version for e in entries):
+            continue  # its marker is listed (S3)
+        index = next(
+            (
+                i
+                for i, e in enumerate(entries)
+                if e.link is not None and e.version == removal.previous
+            ),
+            None,
+        )
+        if index is None or (index > 0 and entries[index - 1].removed):
+            continue
+        removed, newer = entries[index], entries[index - 1] if index > 0 else None
+        after = removed.time is None or removal.time >= removed.time - CLOCK_SKEW
+        before = newer is None or newer.time is None or removal.time <= newer.time + CLOCK_SKEW
+        if after and before:
+            entry: HistoryEntry[L] = HistoryEntry(
+                removal.time,
+                None,
+                None,
+                note=REMOVED_NOTE,
+                author=removal.author,
+                message=removal.message,
+            )
+            entries.insert(index, entry)
+
+
+def _who(logged: _Logged | None) -> tuple[str | None, str | None]:
+    return (None, None) if logged is None else (logged.author, logged.message)
 
 
 def _reconcile(
@@ -314,11 +506,30 @@ def _reconcile(
         while step is not None:
             used.add(id(step))
             if step.link_content is None:
-                out.append(HistoryEntry(step.time, None, None, step.previous, note=REMOVED_NOTE))
+                out.append(
+                    HistoryEntry(
+                        step.time,
+                        None,
+                        None,
+                        step.previous,
+                        note=REMOVED_NOTE,
+                        author=step.author,
+                        message=step.message,
+                    )
+                )
             else:
                 link = _link_of(step.link_content, step.uri, build)
                 if link is not None:
-                    out.append(HistoryEntry(step.time, link, step.token, step.previous))
+                    out.append(
+                        HistoryEntry(
+                            step.time,
+                            link,
+                            step.token,
+                            step.previous,
+                            author=step.author,
+                            message=step.message,
+                        )
+                    )
             if step.previous is None:
                 break
             replaced = None if step.replaced is None else _link_of(step.replaced, step.uri, build)
@@ -420,7 +631,10 @@ def _parse_entry(data: bytes, uri: str) -> _Logged | None:
         _skip(uri, "'time' is not an ISO 8601 time")
         return None
     time = time if time.tzinfo else time.replace(tzinfo=timezone.utc)
-    return _Logged(time, link, token, previous, replaced, uri)
+    author = _text(content.get("author"), AUTHOR_MAX_CHARS)
+    message = _text(content.get("message"), MESSAGE_MAX_CHARS)
+    version = _text(content.get("version"), 1024)
+    return _Logged(time, link, token, previous, replaced, uri, author, message, version)
 
 
 def _link_of(content: Mapping[str, Any], uri: str, build: BuildLink[L]) -> L | None:

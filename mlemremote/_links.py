@@ -134,6 +134,22 @@ _bulk_reads: ContextVar[dict[str, Future[Any]] | None] = ContextVar(
 # While planning (see `_bulk.run_batched`), a metafile not in that cache is not read:
 # `NotReadYet` asks the caller to read it, with many others at once, and to try again.
 _planning: ContextVar[bool] = ContextVar("mlemremote_planning", default=False)
+# Within `capturing`: every metafile read (or missed), by URI, with where and what it was.
+_captured: ContextVar[dict[str, tuple[Location, Blob | None]] | None] = ContextVar(
+    "mlemremote_captured", default=None
+)
+
+
+@contextmanager
+def capturing() -> Iterator[dict[str, tuple[Location, Blob | None]]]:
+    """Within this block, keep every metafile read (None: a place looked at and found
+    empty) with its location and the blob it gave, by URI: what a watch polls."""
+    seen: dict[str, tuple[Location, Blob | None]] = {}
+    token = _captured.set(seen)
+    try:
+        yield seen
+    finally:
+        _captured.reset(token)
 
 
 class NotReadYet(Exception):
@@ -200,6 +216,9 @@ def keep_read(loc: Location, answer: Answer, build: Build[ObjT]) -> None:
 
 def parsed(loc: Location, blob: Blob | None, build: Build[ObjT]) -> ObjT | None:
     """The object a read found (None: no file), remembering where and as what it was read."""
+    seen = _captured.get()
+    if seen is not None:
+        seen[str(loc)] = (loc, blob)
     if blob is None:
         return None
     content = _yaml.load(blob.data, str(loc))
@@ -962,8 +981,11 @@ def write_link(
     absolute: bool = False,
     folder_relative: bool = False,
     expected: object = None,
+    message: str | None = None,
 ) -> None:
     """Write `link` at `target`. An existing link is replaced, anything else is kept.
+    The move records who made it (the `author` setting) and `message`, in the link's
+    comment lines and its history entry.
 
     Every write is conditional on what was read, so a model that appears meanwhile is
     never overwritten. With `expected` (the link as loaded before, or its token) the write
@@ -983,7 +1005,13 @@ def write_link(
     # A YAML comment with a write id (ignored by every reader, MLEM included) makes each
     # write's bytes unique: a write whose answer was lost is recognised as ours, and S3
     # ETags (content MD5s) change with every move, so compare-and-swap sees A -> B -> A.
-    data = (link.to_yaml() + f"# mlemremote write {uuid.uuid4().hex[:16]}\n").encode()
+    # Comments before it say who made the move and why (each version keeps its own).
+    author = _history.author_now()
+    data = (
+        link.to_yaml()
+        + _history.audit_comment(author, message)
+        + f"# mlemremote write {uuid.uuid4().hex[:16]}\n"
+    ).encode()
     store = store_for(target)
     try:
         if expected is not None:
@@ -1018,10 +1046,14 @@ def write_link(
         version=written.version,
         previous=None if isinstance(token, Expect) else token,
         replaced=replaced,
+        author=author,
+        message=message,
     )
 
 
-def remove_link(target: Location, build: Build[Any], *, expected: object = None) -> Link:
+def remove_link(
+    target: Location, build: Build[Any], *, expected: object = None, message: str | None = None
+) -> Link:
     """Remove the link at `target` and record the removal in its history; returns the
     link that was there. Anything that is not a link is never removed (`ObjectExistsError`,
     untouched); nothing there raises `MlemObjectNotFound`.
@@ -1063,7 +1095,14 @@ def remove_link(target: Location, build: Build[Any], *, expected: object = None)
             raise AliasChangedError(f"{target} kept changing; nothing was removed")
     except NotAFileError as exc:  # what appeared there is not a file: never removed
         raise ObjectExistsError(f"{target} is not a file; it was left untouched") from exc
-    _history.log_removal(target, version=done.version, previous=token, replaced=replaced)
+    _history.log_removal(
+        target,
+        version=done.version,
+        previous=token,
+        replaced=replaced,
+        author=_history.author_now(),
+        message=message,
+    )
     removed = cast(Link, build(replaced, str(target)))
     removed._location = target
     return removed

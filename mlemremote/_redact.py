@@ -98,3 +98,13 @@ def redact(text: str) -> str:
             pattern = rf"(?<![\w]){re.escape(secret)}(?![\w])"
             text = re.sub(pattern, MASK, text)
     return text
+
+
+def printable(text: str) -> str:
+    """`text` safe on a terminal: every control or format character (new lines, terminal
+    escapes, bidi overrides, zero-width marks) written as its Python escape."""
+    if text.isprintable():
+        return text
+    return "".join(
+        c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text
+    )

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from mlemremote._redact import redact
 from mlemremote.core.errors import SettingsError
 
 # Schemes a link may name. http(s) is left out so that a link written by someone else
@@ -43,6 +45,9 @@ class Settings:
     # second per this many bytes it declares (a server that trickles is cut off), and no
     # read of it may wait longer than `retry_max_seconds` for its next bytes.
     min_transfer_rate: int = 64 << 10
+    # Who moves aliases, as the history of every move records it ("": `user@host` of the
+    # process). Self-declared, not authenticated: the storage's access logs are.
+    author: str = ""
 
 
 _ENV = {
@@ -53,7 +58,9 @@ _ENV = {
     "git_max_transfer_bytes": "MLEMREMOTE_GIT_MAX_TRANSFER_BYTES",
     "git_cache_max_bytes": "MLEMREMOTE_GIT_CACHE_MAX_BYTES",
     "min_transfer_rate": "MLEMREMOTE_MIN_TRANSFER_RATE",
+    "author": "MLEMREMOTE_AUTHOR",
 }
+AUTHOR_MAX_CHARS = 200
 
 
 def _from_env() -> Settings:
@@ -63,8 +70,13 @@ def _from_env() -> Settings:
             kind = type(getattr(Settings(), name))
             try:
                 found[name] = kind(os.environ[variable])
-            except ValueError:
-                continue  # a bad value in the environment: the default stands
+                if name == "author":
+                    check_author(found[name])
+            except (ValueError, SettingsError) as exc:
+                found.pop(name, None)  # a bad value in the environment: the default stands
+                if name == "author":  # (said, since every move records it)
+                    logging.getLogger("mlemremote").warning("%s is ignored: %s", variable, exc)
+                continue
     try:
         return _checked(dataclasses.replace(Settings(), **found))
     except SettingsError:
@@ -96,6 +108,7 @@ def _checked(settings: Settings) -> Settings:
         raise SettingsError("retry_max_seconds must be more than 0")
     if settings.connect_timeout <= 0:
         raise SettingsError("connect_timeout must be more than 0")
+    check_author(settings.author)
     if not isinstance(settings.allow_local_links, bool):
         raise SettingsError("allow_local_links must be True or False")
     for name in ("link_schemes", "allowed_hosts"):
@@ -103,6 +116,19 @@ def _checked(settings: Settings) -> Settings:
         if not all(isinstance(v, str) for v in values):
             raise SettingsError(f"{name} must be a collection of strings")
     return settings
+
+
+def check_author(author: object) -> None:
+    """`SettingsError` unless `author` is one printable line of text, short, without
+    anything that looks like a credential (it is written into every move's history)."""
+    if not isinstance(author, str):
+        raise SettingsError(f"author must be a string, not {type(author).__name__}")
+    if len(author) > AUTHOR_MAX_CHARS:
+        raise SettingsError(f"author must be at most {AUTHOR_MAX_CHARS} characters")
+    if not author.isprintable():
+        raise SettingsError("author must be one line of printable characters")
+    if redact(author) != author:
+        raise SettingsError("author looks like it holds a credential; it is never recorded")
 
 
 _current = _from_env()

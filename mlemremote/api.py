@@ -15,6 +15,8 @@
 from __future__ import annotations
 
 import contextlib
+import math
+import threading
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
@@ -29,6 +31,7 @@ from mlemremote._policy import refuse_secrets
 from mlemremote._settings import Settings, configured
 from mlemremote._settings import configure as _configure
 from mlemremote._stores import Expect, WriteConflict, store_for
+from mlemremote._watch import Watch, WatchEvent
 from mlemremote.core.errors import (
     InvalidArgumentError,
     InvalidLinkError,
@@ -222,6 +225,7 @@ def link(
     pin: bool = False,
     expected: MlemLink | str | None = None,
     folder_relative: bool = False,
+    message: str | None = None,
 ) -> MlemLink:
     """Create a link to `source` (a path, URI, name in `source_repo`, or saved object).
 
@@ -241,6 +245,9 @@ def link(
     S3 VersionId or a GCS generation. `pin=True` records the version the source has now.
     `expected` (the link at the target as loaded earlier, or its ETag/generation) makes
     the move a compare-and-swap: `AliasChangedError` if the alias changed since.
+    The move's history records who made it (the `author` setting, by default
+    `user@host`) and `message`, why (printable text; one that looks like a credential
+    is refused).
 
     >>> import tempfile, os
     >>> from mlemremote import MlemModel, link, load_meta
@@ -250,6 +257,7 @@ def link(
     'file:///'
     """
     _links.check_expected(expected)  # before anything is read or written
+    message = _history.check_message(message)
     _check_flags(
         external=external,
         follow_links=follow_links,
@@ -292,6 +300,7 @@ def link(
         absolute=absolute,
         folder_relative=folder_relative,
         expected=expected,
+        message=message,
     )
     return new_link
 
@@ -329,6 +338,8 @@ __all__ = [
     "HistoryEntry",
     "Pulled",
     "Settings",
+    "Watch",
+    "WatchEvent",
     "check",
     "configure",
     "configured",
@@ -341,6 +352,7 @@ __all__ = [
     "pull",
     "rollback",
     "unlink",
+    "watch",
 ]
 
 
@@ -367,6 +379,8 @@ def history(
     >>> [entry.link.path for entry in history("latest", repo=repo)]
     ['v2.mlem', 'v1.mlem']
 
+    Each entry says who made the move and why (`entry.author`, `entry.message`), as the
+    mover recorded them (None for moves made by other tools or earlier versions).
     After `unlink`, the alias's history starts with its removal (`entry.removed`,
     `entry.link` None), and `rollback` can bring it back.
     """
@@ -454,6 +468,7 @@ def rollback(
     *,
     expected: MlemLink | str | None = None,
     storage_options: StorageOptions | None = None,
+    message: str | None = None,
 ) -> MlemLink:
     """Move the alias back to an earlier target, with compare-and-swap against the alias
     as read here (`AliasChangedError` if it moved meanwhile). By default it goes to the
@@ -461,7 +476,8 @@ def rollback(
     name an index into `history()` or one of its entries instead. `expected` (the alias
     as loaded earlier, or its token: `history()[0].link.token`) makes the swap compare
     against that instead, so an index read from an earlier `history()` cannot name
-    another entry after the alias moved.
+    another entry after the alias moved. `message` is recorded with the move, as in
+    `link`.
 
     >>> import tempfile
     >>> from mlemremote import MlemModel, init, link, load_meta
@@ -477,6 +493,7 @@ def rollback(
     {'name': 'v1'}
     """
     _links.check_expected(expected)  # before anything is read
+    message = _history.check_message(message)
     current, where, missing = _current_alias(path, repo, storage_options)
     if isinstance(to, HistoryEntry):
         entry = to
@@ -528,7 +545,11 @@ def rollback(
     # if nothing appeared there meanwhile.
     against = expected if expected is not None else current
     _links.write_link(
-        previous, where, build, expected=Expect.ABSENT if against is None else against
+        previous,
+        where,
+        build,
+        expected=Expect.ABSENT if against is None else against,
+        message=message,
     )
     return previous
 
@@ -540,6 +561,7 @@ def unlink(
     *,
     expected: MlemLink | str | None = None,
     storage_options: StorageOptions | None = None,
+    message: str | None = None,
 ) -> MlemLink:
     """Remove the alias `path` (in `repo`): the link metafile that `link(..., target=path,
     target_repo=repo)` writes, so `unlink("latest", repo=R)` removes
@@ -551,8 +573,8 @@ def unlink(
     written there meanwhile is never deleted); `expected` (the link as loaded earlier with
     `follow_links=False`, or its token) makes it a compare-and-swap: `AliasChangedError`
     if the alias changed since, and nothing is removed. The removal is recorded in the
-    alias's history (in a repo; outside one no history is kept); `rollback()` restores the
-    alias as it was before it.
+    alias's history (in a repo; outside one no history is kept), with who removed it and
+    `message`; `rollback()` restores the alias as it was before it.
 
     >>> import tempfile
     >>> from mlemremote import MlemModel, init, link, load_meta
@@ -569,6 +591,7 @@ def unlink(
     'rf.mlem'
     """
     _links.check_expected(expected)  # before anything is read
+    message = _history.check_message(message)
     target = _links.target_location(
         path,
         repo,
@@ -578,7 +601,7 @@ def unlink(
         storage_options=storage_options,
         removing=True,
     )
-    return cast(MlemLink, _links.remove_link(target, build, expected=expected))
+    return cast(MlemLink, _links.remove_link(target, build, expected=expected, message=message))
 
 
 @public
@@ -675,3 +698,88 @@ def open_artifact(
     obj = _load(path, repo, rev, True, None, storage_options, shadows=True)
     found = _artifacts.artifacts_of(obj, external=external_artifacts)
     return _artifacts.open_stream(_artifacts.pick(found, name, str(obj.location)))
+
+
+@public
+def watch(
+    path: str,
+    repo: str | None = None,
+    rev: str | None = None,
+    *,
+    interval: float = 5.0,
+    jitter: float = 0.1,
+    verify_every: int | None = 12,
+    force_type: type[MlemObject] | None = None,
+    storage_options: StorageOptions | None = None,
+    max_events: int | None = None,
+    stop: threading.Event | None = None,
+) -> Watch[MlemObject]:
+    """Watch the alias `path` (in `repo`): an iterator that yields a `WatchEvent` each
+    time what the alias resolves to changes (it, or any hop of its chain, moved), for a
+    model server that reloads when `prod` moves. The first event is the alias as it is.
+
+    Polls come every `interval` seconds (times 1 +- `jitter`, at random). A poll of an
+    unchanged chain costs one conditional request per hop and no body bytes where the
+    backend allows it (S3 and Azure If-None-Match, GCS ifGenerationNotMatch, a stat on
+    local disk); every `verify_every`-th poll (None: never) reads the chain in full, to
+    bound what a server that answers a conditional request wrongly could hide. A move
+    to a broken target (dangling, a cycle, a wrong type, a link the policy refuses) is
+    an event with `ok` False and `error` set, whose `obj` is the last good object: it is
+    never yielded as if it were fine. Storage faults are retried, then logged (`fault`)
+    and polled again with backoff; they never end the watch. It ends after `max_events`
+    events, when `stop` (a `threading.Event`) is set, or on `close()`.
+
+    >>> import tempfile, os
+    >>> from mlemremote import MlemModel, link
+    >>> from mlemremote.api import watch
+    >>> folder = tempfile.mkdtemp()
+    >>> for name in ("v1", "v2"):
+    ...     _ = MlemModel(model_type={"name": name}).dump(os.path.join(folder, name))
+    >>> _ = link(os.path.join(folder, "v1"), target=os.path.join(folder, "prod"))
+    >>> events = watch(os.path.join(folder, "prod"), interval=0.01, max_events=2)
+    >>> next(events).obj.model_type
+    {'name': 'v1'}
+    >>> _ = link(os.path.join(folder, "v2"), target=os.path.join(folder, "prod"))
+    >>> event = next(events)
+    >>> event.ok, event.obj.model_type
+    (True, {'name': 'v2'})
+    """
+    for name, value in (("interval", interval), ("jitter", jitter)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise InvalidArgumentError(f"{name} must be a number, not {value!r:.60}")
+    if not (interval > 0 and math.isfinite(interval)):
+        raise InvalidArgumentError(f"interval must be more than 0 seconds, not {interval!r}")
+    if not 0 <= jitter < 1:
+        raise InvalidArgumentError(f"jitter must be at least 0 and below 1, not {jitter!r}")
+    for name, count in (("verify_every", verify_every), ("max_events", max_events)):
+        if count is not None and (
+            isinstance(count, bool) or not isinstance(count, int) or count < 1
+        ):
+            raise InvalidArgumentError(
+                f"{name} must be None or a whole number >= 1, not {count!r:.60}"
+            )
+    if stop is not None and not isinstance(stop, threading.Event):
+        raise InvalidArgumentError(f"stop must be a threading.Event, not {type(stop).__name__}")
+    if force_type is not None and not isinstance(force_type, type):
+        raise InvalidArgumentError(f"force_type must be an object class, not {force_type!r:.60}")
+    where = resolve(path, repo, rev, storage_options=storage_options)  # refuse bad names now
+
+    def chain(first: bool) -> list[MlemObject]:
+        loc = resolve(path, repo, rev, storage_options=storage_options)
+        anchor_remotes(loc)
+        start = _links.load(
+            loc, build, repo_given=repo is not None, follow_links=False, shadows=first
+        )
+        objects = _links.walk_all(start, build)
+        _links.check_force_type(objects[-1], force_type)
+        return objects
+
+    return Watch(
+        chain,
+        str(where),
+        interval=float(interval),
+        jitter=float(jitter),
+        verify_every=verify_every,
+        max_events=max_events,
+        stop=stop,
+    )

@@ -300,12 +300,21 @@ def git(folder: str, *args: str) -> str:
     return done.stdout.strip()
 
 
-@pytest.fixture
-def reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Every file read (one request each) made through mlemremote's stores, by URI."""
-    from mlemremote import _bulk, _history, _links, _location, _stores, api
+class Reads(list[str]):
+    """The URIs read, in order; `body_bytes`: the bytes each conditional read handed back
+    (a poll that found no change hands back none)."""
 
-    seen: list[str] = []
+    body_bytes: Counter[str]
+
+
+@pytest.fixture
+def reads(monkeypatch: pytest.MonkeyPatch) -> Reads:
+    """Every file read (one request each) made through mlemremote's stores, by URI; a
+    conditional read (a watch's poll) is one read too."""
+    from mlemremote import _bulk, _history, _links, _location, _stores, _watch, api
+
+    seen = Reads()
+    seen.body_bytes = Counter()
     original = _stores.store_for
 
     class Counting:
@@ -320,13 +329,19 @@ def reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
             seen.append(str(loc))
             return await self._store._get(loc, limit)
 
+        def read_if_changed(self, loc: Any, last: Any) -> Any:
+            seen.append(str(loc))
+            answer = self._store.read_if_changed(loc, last)
+            seen.body_bytes[str(loc)] += len(getattr(answer, "data", b""))
+            return answer
+
         def __getattr__(self, name: str) -> Any:
             return getattr(self._store, name)
 
     def counting_store_for(loc: Any) -> Any:
         return Counting(original(loc))
 
-    for module in (_stores, _links, _history, _location, _bulk, api):
+    for module in (_stores, _links, _history, _location, _bulk, _watch, api):
         monkeypatch.setattr(module, "store_for", counting_store_for)
     return seen
 

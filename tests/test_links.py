@@ -134,10 +134,16 @@ def test_link_format_is_mlem(backend: Backend) -> None:
     model(backend, "m")
     link(backend.uri("m"), target=backend.uri("l"), **opts(backend))
     text = backend.read(backend.uri("l.mlem")).decode()
-    body, comment = text.rsplit("\n", 2)[0] + "\n", text.rsplit("\n", 2)[1]
+    lines = text.splitlines(keepends=True)
+    body = "".join(line for line in lines if not line.startswith("# "))
+    comments = [line.rstrip("\n") for line in lines if line.startswith("# ")]
     # Outside repos: a full URI, which MLEM resolves to the same file from any folder.
     assert body == f"link_type: model\nobject_type: link\npath: {full_uri(backend, 'm.mlem')}\n"
-    assert re.fullmatch(r"# mlemremote write [0-9a-f]{16}", comment)
+    assert lines[-1].startswith("# ")  # the comments come after the YAML
+    # Who made the move (issue 13), then the write id.
+    assert re.fullmatch(r'# mlemremote author: "[^"\n]+"', comments[0])
+    assert re.fullmatch(r"# mlemremote write [0-9a-f]{16}", comments[-1])
+    assert len(comments) == 2
 
 
 def test_mlem_written_metafiles_load_and_round_trip(backend: Backend) -> None:

@@ -37,7 +37,7 @@ from fsspec.spec import AbstractFileSystem
 from mlem_peer import Peer, PeerError, missing_reason, peer_env
 from services import S3_KEY, S3_SECRET, Endpoints, s3_server_names
 
-from mlemremote.api import check, history, link, load_meta, rollback
+from mlemremote.api import check, configured, history, link, load_meta, rollback
 from mlemremote.core.errors import MlemError, MlemObjectNotFound
 from mlemremote.core.objects import MlemObject
 
@@ -52,7 +52,8 @@ pytestmark = [
 README = Path(__file__).resolve().parent.parent / "README.md"
 TABLE_START, TABLE_END = "<!-- parity-table:start -->", "<!-- parity-table:end -->"
 UPDATE_TABLE = os.environ.get("MLEMREMOTE_UPDATE_PARITY_TABLE") == "1"
-OUR_COMMENT = re.compile(rb"^# mlemremote write [^\n]*\n?", re.M)
+# Our comment lines: who made the move, why (issue 13), and the write id.
+OUR_COMMENT = re.compile(rb"^# mlemremote (?:write|author:|message:) [^\n]*\n?", re.M)
 
 # peer_ops.SAMPLE and the model save_model fits: y = x0 * (1 + seed) - 2 * x1 + seed.
 SAMPLE = [(0.0, 1.0), (1.0, 0.0), (2.0, 2.0), (3.0, 1.0)]
@@ -437,6 +438,28 @@ def test_mlemremote_writes_mlem_resolves(world: World, case: str) -> None:
     assert world.mlem_resolves(**spec["load"]) == expected
     if world.local or case in S3_PREDICTS:  # (each costs ~0.5 s on moto)
         assert world.mlem_predicts(**spec["load"]) == world.direct(spec["model"])
+
+
+@pytest.mark.backends("local")
+def test_mlem_reads_links_with_author_and_message(local_world: World) -> None:
+    """Issue 13: who moved an alias and why are comment lines in the link; MLEM reads the
+    link as before, whatever the message says (YAML-looking text cannot become keys).
+    (Every other link written in this file carries an author line too, on S3 as well.)"""
+    world = local_world
+    evil = 'ok"\npath: /etc/passwd\n# x\nobject_type: model\n---\n- [1'
+    with configured(author="alice@ci"):
+        link(
+            "models/rf",
+            source_repo=world.repo,
+            target="c-audited",
+            target_repo=world.repo,
+            message=evil,
+            storage_options=world.so(),
+        )
+    alias = f"{world.repo}/.mlem/link/c-audited.mlem"
+    assert b"# mlemremote message: " in world.read(alias)
+    assert world.mlem_resolves(alias) == world.resolves(alias) == world.model("rf")
+    assert history(alias, storage_options=world.so())[0].message == evil
 
 
 def test_outside_repos_links_are_absolute_uris(world: World) -> None:
@@ -886,7 +909,7 @@ def test_links_with_repo_are_byte_identical(
     request: pytest.FixtureRequest, where: str, call: Call
 ) -> None:
     """A link that names its repo (`repo: <uri>/`, as MLEM writes it, with the `/`) has
-    MLEM's bytes exactly, apart from our `# mlemremote write <id>` comment line."""
+    MLEM's bytes exactly, apart from our `# mlemremote ...` comment lines (author, write id)."""
     _, outcome = matrix_outcome(request, where, call)
     (mlem_bytes,) = outcome.mlem.files.values()
     (our_bytes,) = outcome.ours.files.values()

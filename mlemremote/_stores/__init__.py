@@ -21,15 +21,19 @@ from mlemremote._foreign import is_missing, is_transient, storage_error
 from mlemremote._settings import current as current_settings
 from mlemremote._stores.azure import AzureStore
 from mlemremote._stores.base import (
+    UNCHANGED,
     Blob,
     Body,
     Expect,
     Expected,
+    Polled,
     Store,
+    Unchanged,
     Version,
     Where,
     WriteConflict,
     Written,
+    backoff,
     budget_spent,
     call_budget,
     too_large,
@@ -43,16 +47,20 @@ from mlemremote._stores.s3 import S3Store
 from mlemremote.core.errors import MlemError
 
 __all__ = [
+    "UNCHANGED",
     "Answer",
     "Blob",
     "Body",
     "Expect",
     "Expected",
+    "Polled",
     "Store",
+    "Unchanged",
     "Version",
     "Where",
     "WriteConflict",
     "Written",
+    "backoff",
     "call_budget",
     "read_bytes",
     "read_many",

@@ -2,20 +2,30 @@
 is tested on, ignores version ids and would silently serve the current blob.
 
 A link is removed by Delete Blob with If-Match (its ETag as just read), which Azure and
-Azurite apply atomically."""
+Azurite apply atomically. A watch polls a metafile with Get Blob and If-None-Match (its
+ETag as last read): 304, without a body, while it is unchanged; a 304 naming another
+ETag is not believed (the blob is read again, unconditionally)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from mlemremote._foreign import code_of, missing_bucket, storage_error
+from mlemremote._foreign import (
+    answered_etag,
+    code_of,
+    missing_bucket,
+    not_modified,
+    storage_error,
+)
 from mlemremote._stores.base import (
+    UNCHANGED,
     AsyncBody,
     AsyncStore,
     Blob,
     Body,
     Expect,
     Expected,
+    Unchanged,
     Where,
     WriteConflict,
     Written,
@@ -29,24 +39,31 @@ from mlemremote._stores.base import (
 
 
 async def _download_capped(
-    loc: Where, bc: Any, limit: int, *, ranged: bool
-) -> tuple[dict[str, Any], bytes] | None:
+    loc: Where, bc: Any, limit: int, *, ranged: bool, if_none_match: str | None = None
+) -> tuple[dict[str, Any], bytes] | Unchanged | None:
     """One Get Blob request (the cap + 1 byte when `ranged`), its body taken block by
     block until it passes the cap (then the connection is dropped); None when a range
-    request answers 416.
+    request answers 416; UNCHANGED when it was conditional (`if_none_match`, an ETag)
+    and the answer is 304 for that ETag.
 
     `download_blob` is not used: it reads the whole first answer before handing anything
     out (all of it, from a server that ignores the range), and retries a cut body itself.
     This is the request it makes, with the errors it raises (`process_storage_error`)."""
     from azure.core.exceptions import HttpResponseError
+    from azure.storage.blob._generated.models import ModifiedAccessConditions
     from azure.storage.blob._shared.response_handlers import process_storage_error
 
     def keep(response: Any, stream: Any, headers: dict[str, Any]) -> Any:
         return response.http_response, stream, headers
 
+    conditions = (
+        {} if if_none_match is None
+        else {"modified_access_conditions": ModifiedAccessConditions(if_none_match=if_none_match)}
+    )  # fmt: skip
     try:
         http, stream, headers = await bc._client.blob.download(
             range=f"bytes=0-{limit}" if ranged else None,
+            **conditions,
             retry_total=0,  # our retry policy is the one that counts
             cls=keep,
             # The filesystem's timeouts, as adlfs passes them on its own requests.
@@ -55,6 +72,11 @@ async def _download_capped(
     except HttpResponseError as error:
         if ranged and error.status_code == 416:
             return None
+        if if_none_match is not None and not_modified(error):
+            told = answered_etag(error)
+            if told is None or told == if_none_match:
+                return UNCHANGED
+            return await _download_capped(loc, bc, limit, ranged=ranged)  # not believed
         process_storage_error(error)
     try:
         size = told_size(headers.get("Content-Range"), headers.get("Content-Length"))
@@ -149,7 +171,7 @@ class AzureStore(AsyncStore):
             got = await _download_capped(loc, bc, limit, ranged=True)
             if got is None:  # 416: an empty blob has no byte 0; read it without a range
                 got = await _download_capped(loc, bc, limit, ranged=False)
-            assert got is not None
+            assert isinstance(got, tuple)
             headers, data = got
             return Blob(data, str(headers["ETag"]), modified=headers.get("Last-Modified"))
 
@@ -168,6 +190,23 @@ class AzureStore(AsyncStore):
             str(headers["ETag"]) if headers.get("ETag") else None,
             told_start(headers.get("Content-Range")),
         )
+
+    @own_timeouts
+    async def _get_if_changed(self, loc: Where, limit: int, last: Blob | None) -> Blob | Unchanged:
+        if last is None or not last.token:
+            return await self._get(loc, limit)
+        container, blob, _ = loc.fs.split_path(loc.fullpath)
+        async with loc.fs.service_client.get_blob_client(container=container, blob=blob) as bc:
+            got = await _download_capped(loc, bc, limit, ranged=True, if_none_match=last.token)
+            if got is None:  # 416: an empty blob has no byte 0; read it without a range
+                got = await _download_capped(loc, bc, limit, ranged=False, if_none_match=last.token)
+            if got is UNCHANGED:
+                return UNCHANGED
+            assert isinstance(got, tuple)
+            headers, data = got
+            if str(headers["ETag"]) == last.token:  # the condition was ignored
+                return UNCHANGED
+            return Blob(data, str(headers["ETag"]), modified=headers.get("Last-Modified"))
 
     async def _bucket_exists(self, loc: Where) -> bool:
         container = loc.fs.split_path(loc.fullpath)[0]

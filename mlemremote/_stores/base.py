@@ -86,6 +86,20 @@ class Blob:
     token: str  # what a compare-and-swap write compares against
     version: str | None = None  # the backend's id of this version, where it keeps versions
     modified: datetime | None = None  # when it was written, where the backend says
+    # What `Store.read_if_changed` can check without reading the file again (local disk:
+    # its status), or None: then the backend's own validator (`token`) or the bytes are.
+    stamp: str | None = None
+
+
+class Unchanged(Enum):
+    """`Store.read_if_changed`'s answer when the file still holds what was read."""
+
+    UNCHANGED = "unchanged"
+
+
+UNCHANGED = Unchanged.UNCHANGED
+# What a conditional read finds: new bytes, nothing (the file is gone), or no change.
+Polled = Blob | None | Unchanged
 
 
 @dataclass(frozen=True)
@@ -101,6 +115,7 @@ class Version:
     version: str
     time: datetime
     deleted: bool = False
+    token: str | None = None  # its token (S3 ETag), where the listing says
 
 
 class Body(Protocol):
@@ -185,6 +200,28 @@ class Store:
         # A range read: no more than the cap (+1 byte, to see that it is over) is fetched.
         data = bytes(loc.fs.cat_file(loc.fullpath, start=0, end=limit + 1))
         return Blob(data, content_token(data))
+
+    def read_if_changed(self, loc: Where, last: Blob | None) -> Polled:
+        """`UNCHANGED` while the file at `loc` is still the one `last` was read from
+        (None: it was missing, and still is, answers None); otherwise what `read` gives.
+
+        Where the backend can tell without sending the body, that costs one conditional
+        request and no body bytes: S3 and Azure `If-None-Match` (304), GCS
+        `ifGenerationNotMatch` (304), a `stat` on local disk, the bytes in this process for
+        memory.
+        Elsewhere (and from a server that ignores the condition) it is a read: the answer
+        is then the file's bytes, which may equal `last`'s (the caller compares them), so
+        that a server that ignores the condition costs bytes, never a missed change.
+        Transient faults are retried and the size cap holds, as in `read`.
+        """
+        limit = current_settings().max_metafile_bytes
+        answer = fetch(loc, lambda: self._read_if_changed_once(loc, limit, last))
+        if isinstance(answer, Blob) and len(answer.data) > limit:
+            raise too_large(loc, limit)
+        return answer
+
+    def _read_if_changed_once(self, loc: Where, limit: int, last: Blob | None) -> Polled:
+        return self._read_once(loc, limit)
 
     # -- writing -----------------------------------------------------------------------
     def write(self, loc: Where, data: bytes, expect: Expected) -> Written:
@@ -417,6 +454,18 @@ def retrying(loc: Where, what: str, call: Callable[[], T]) -> T:
     return retrying(call)
 
 
+def backoff(failures: int) -> float:
+    """Seconds to wait after `failures` failed tries in a row, as `retrying` waits between
+    tries: exponential from `retry_initial_wait`, at most `retry_max_wait`, full jitter."""
+    settings = current_settings()
+    wait = tenacity.wait_random_exponential(
+        multiplier=settings.retry_initial_wait, max=settings.retry_max_wait
+    )
+    state = tenacity.RetryCallState(tenacity.Retrying(), None, (), {})
+    state.attempt_number = max(1, failures)
+    return float(wait(state))
+
+
 def too_large(loc: Where, limit: int, size: int | None = None) -> MetafileTooLargeError:
     """The cap was hit: `size` when the server said how big the file is; else reading
     stopped as soon as the bytes passed the cap."""
@@ -440,6 +489,14 @@ class AsyncStore(Store):
     def _read_once(self, loc: Where, limit: int) -> Blob | None:
         blob: Blob = self.run(loc, "read", self._get, loc, limit)
         return blob
+
+    def _read_if_changed_once(self, loc: Where, limit: int, last: Blob | None) -> Polled:
+        answer: Blob | Unchanged = self.run(loc, "read", self._get_if_changed, loc, limit, last)
+        return answer
+
+    async def _get_if_changed(self, loc: Where, limit: int, last: Blob | None) -> Blob | Unchanged:
+        """`_get`, conditional on `last` where the backend can make it so."""
+        return await self._get(loc, limit)
 
     def listing(self, loc: Where) -> list[str]:
         try:

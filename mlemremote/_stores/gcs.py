@@ -1,5 +1,10 @@
 """GCS: ifGenerationMatch writes, generations as versions.
 
+A watch polls a metafile with a media GET and ifGenerationNotMatch (its generation as
+last read): GCS answers 304, without a body, while it is unchanged. fake-gcs-server
+ignores that condition (and `fields=` on a metadata GET) and sends the object: its
+generation, unchanged, is then told from the answer's headers, at the cost of the body.
+
 A link is removed by DELETE with ifGenerationMatch (its generation as just read), which
 GCS applies atomically. fake-gcs-server ignores that condition (and `generation`) on
 DELETE: there, the instant between the caller's read and the DELETE is unguarded.
@@ -15,12 +20,14 @@ from typing import Any
 from mlemremote._foreign import storage_error
 from mlemremote._redact import redact
 from mlemremote._stores.base import (
+    UNCHANGED,
     AsyncBody,
     AsyncStore,
     Blob,
     Body,
     Expect,
     Expected,
+    Unchanged,
     Version,
     Where,
     WriteConflict,
@@ -59,7 +66,7 @@ class GCSStore(AsyncStore):
         got = await _get_capped(loc, url, limit, ranged=True)
         if got is None:  # 416: an empty object has no byte 0; read it without a range
             got = await _get_capped(loc, url, limit, ranged=False)
-        assert got is not None
+        assert isinstance(got, tuple)
         headers, data = got
         generation = str(headers.get("X-Goog-Generation", ""))
         return Blob(data, generation, generation or None, _http_date(headers))
@@ -84,6 +91,24 @@ class GCSStore(AsyncStore):
             str(generation or "") or None,
             told_start(response.headers.get("Content-Range") if response.status == 206 else None),
         )
+
+    @own_timeouts
+    async def _get_if_changed(self, loc: Where, limit: int, last: Blob | None) -> Blob | Unchanged:
+        if last is None or not last.token:
+            return await self._get(loc, limit)
+        url = loc.fs.url(loc.fullpath, generation=loc.rev)
+        condition = {"ifGenerationNotMatch": last.token}
+        got = await _get_capped(loc, url, limit, ranged=True, params=condition)
+        if got is None:  # 416: an empty object has no byte 0; read it without a range
+            got = await _get_capped(loc, url, limit, ranged=False, params=condition)
+        if got is UNCHANGED:
+            return UNCHANGED
+        assert isinstance(got, tuple)
+        headers, data = got
+        generation = str(headers.get("X-Goog-Generation", ""))
+        if generation and generation == last.token:  # the condition was ignored
+            return UNCHANGED
+        return Blob(data, generation, generation or None, _http_date(headers))
 
     def _write_once(self, loc: Where, data: bytes, expect: Expected) -> Written:
         fs = loc.fs
@@ -219,16 +244,17 @@ class GCSStore(AsyncStore):
 
 
 async def _get_capped(
-    loc: Where, url: str, limit: int, *, ranged: bool
-) -> tuple[Any, bytes] | None:
+    loc: Where, url: str, limit: int, *, ranged: bool, params: dict[str, str] | None = None
+) -> tuple[Any, bytes] | Unchanged | None:
     """GET `url` (headers, and at most `limit` bytes of body), or None when a range
-    request answers 416. Errors are raised as gcsfs raises them (`validate_response`), so
-    that they are classified as before."""
+    request answers 416, or UNCHANGED when a conditional one (`params`) answers 304.
+    Errors are raised as gcsfs raises them (`validate_response`), so that they are
+    classified as before."""
     from gcsfs.retry import validate_response
 
     fs = loc.fs
     session = await fs._set_session()
-    params = fs._get_params({})
+    params = {**fs._get_params({}), **(params or {})}
     async with session.request(
         "GET",
         url,
@@ -237,6 +263,11 @@ async def _get_capped(
         timeout=fs.requests_timeout,
     ) as response:
         try:
+            if response.status == 304 and "ifGenerationNotMatch" in params:
+                return UNCHANGED
+            if 300 <= response.status < 400:  # a 304, or a redirect not followed
+                # Never a body to parse: an empty "file" read from a 304 or a redirect.
+                raise OSError(f"unexpected HTTP {response.status} answering a GET of {url}")
             if response.status >= 400:
                 text = await read_capped(response.content.read, _ERROR_BODY_CAP)
                 if response.status == 416 and ranged:

@@ -50,6 +50,14 @@ refuses it before reading (opened with O_NONBLOCK, so a FIFO cannot block; a soc
 be opened at all), a write refuses it and leaves it untouched. A symlink to a regular file
 is read through; a write replaces the symlink itself, not the file it points at.
 
+A watch polls a metafile with one `stat`: the file is unchanged while its status (device,
+inode, size, modification and change times, to the nanosecond) is the one it had when it
+was read. A file written less than `RACY_SECONDS` before it was read (by this machine's
+clock; also when its times lie in the future) has no trusted status: timestamps are
+coarser than writes (a few milliseconds on Linux, 2 s on FAT), so a second write in place
+in the same tick, of the same size, would leave the status as it was. Such a file is read
+again and its bytes compared, until a read finds it older than that.
+
 A process killed in the middle of a write may leave a hidden `.<name>.mlem.<random>`
 file beside the target; nothing reads those, and they can be removed.
 """
@@ -73,10 +81,12 @@ from typing import Any
 
 from mlemremote._settings import current as current_settings
 from mlemremote._stores.base import (
+    UNCHANGED,
     Blob,
     Body,
     Expect,
     Expected,
+    Polled,
     Store,
     Where,
     WriteConflict,
@@ -99,6 +109,8 @@ logger = logging.getLogger("mlemremote")
 # "swapped", "swapped back", "put back"): a seam for tests to inject a foreign write.
 Between = Callable[[str], None]
 
+# A file younger than this when it was read is compared by its bytes, not its status.
+RACY_SECONDS = 3.0
 _MAX_EXCHANGES = 64  # each one past the first two needs another writer's write in between
 _READ_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
 # A descriptor that pins a directory entry's inode without opening the file behind it
@@ -125,7 +137,14 @@ class LocalStore(Store):
         finally:
             os.close(fd)
         modified = datetime.fromtimestamp(info.st_mtime, timezone.utc)
-        return Blob(data, _file_token(info, data), modified=modified)
+        return Blob(data, _file_token(info, data), modified=modified, stamp=_stamp(info))
+
+    def _read_if_changed_once(self, loc: Where, limit: int, last: Blob | None) -> Polled:
+        if last is not None and last.stamp is not None:
+            info = os.stat(loc.fullpath)  # FileNotFoundError: gone (`fetch` answers None)
+            if stat.S_ISREG(info.st_mode) and _status(info) == last.stamp:
+                return UNCHANGED
+        return self._read_once(loc, limit)
 
     def _write_once(self, loc: Where, data: bytes, expect: Expected) -> Written:
         path = loc.fullpath
@@ -315,6 +334,22 @@ def _read_fd(fd: int, most: int) -> bytes:
         chunks.append(chunk)
         left -= len(chunk)
     return b"".join(chunks)
+
+
+def _status(info: os.stat_result) -> str:
+    return (
+        f"{info.st_dev:x}-{info.st_ino:x}-{info.st_size:x}-"
+        f"{info.st_mtime_ns:x}-{info.st_ctime_ns:x}"
+    )
+
+
+def _stamp(info: os.stat_result) -> str | None:
+    """The status a later `stat` is compared with, or None while the file is too young
+    for it to tell a write in the same timestamp tick (see the module's doc)."""
+    newest = max(info.st_mtime_ns, info.st_ctime_ns)
+    if time.time_ns() - newest < RACY_SECONDS * 1e9:
+        return None
+    return _status(info)
 
 
 def _file_token(info: os.stat_result, data: bytes) -> str:

@@ -1,7 +1,10 @@
 """fsspec's in-process memory filesystem.
 
 Every write to it passes through this process, so compare-and-swap (and a conditional
-delete) is exact under one lock: the token is a write counter plus a content hash.
+delete) is exact under one lock: the token is a write counter plus a content hash. A
+watch's poll compares the file's bytes with those it read, in this process (no request):
+writes made through fsspec directly do not count as ours, so the counter alone cannot
+tell.
 """
 
 from __future__ import annotations
@@ -9,11 +12,13 @@ from __future__ import annotations
 import threading
 
 from mlemremote._stores.base import (
+    UNCHANGED,
     Blob,
     Body,
     BytesBody,
     Expect,
     Expected,
+    Polled,
     Store,
     Where,
     WriteConflict,
@@ -63,6 +68,17 @@ class MemoryStore(Store):
         if token is not None and token != now:
             raise changed(loc)
         return BytesBody(memoryview(data)[offset:], len(data), now, offset)
+
+    def _read_if_changed_once(self, loc: Where, limit: int, last: Blob | None) -> Polled:
+        if last is not None:
+            with self._lock:
+                files = getattr(loc.fs, "store", {})
+                held = files.get(loc.fs._strip_protocol(loc.fullpath))
+                # (`getvalue`, not a view: a view would stop a writer that appends in
+                # place, in another thread, from growing the file meanwhile.)
+                if held is not None and hasattr(held, "getvalue") and held.getvalue() == last.data:
+                    return UNCHANGED
+        return self._read_once(loc, limit)
 
     def _write_once(self, loc: Where, data: bytes, expect: Expected) -> Written:
         key = (type(loc.fs), loc.fullpath)

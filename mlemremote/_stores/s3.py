@@ -1,5 +1,10 @@
 """S3 (AWS, MinIO, moto, SeaweedFS): If-Match / If-None-Match writes, VersionId versions.
 
+A watch polls a metafile with GetObject and If-None-Match (its ETag as last read): 304,
+and no body, while it is unchanged; s3fs passes the condition through to aiobotocore,
+which raises the 304 as an error (`_foreign.not_modified`). A 304 naming another ETag
+than the one asked about is not believed: the object is read again, unconditionally.
+
 A link is removed by DeleteObject with If-Match (its ETag as just read): AWS, moto and
 SeaweedFS apply the condition atomically (412 otherwise). A server that ignored it would
 leave the instant between the caller's read and the DELETE unguarded; on a versioned
@@ -8,14 +13,22 @@ bucket the deletion only adds a delete marker, so nothing is lost even then.
 
 from __future__ import annotations
 
-from mlemremote._foreign import missing_bucket, precondition_failed, storage_error
+from mlemremote._foreign import (
+    answered_etag,
+    missing_bucket,
+    not_modified,
+    precondition_failed,
+    storage_error,
+)
 from mlemremote._stores.base import (
+    UNCHANGED,
     AsyncBody,
     AsyncStore,
     Blob,
     Body,
     Expect,
     Expected,
+    Unchanged,
     Version,
     Where,
     WriteConflict,
@@ -38,13 +51,15 @@ class S3Store(AsyncStore):
         return "S3"
 
     @own_timeouts
-    async def _get(self, loc: Where, limit: int) -> Blob:
+    async def _get(self, loc: Where, limit: int, if_none_match: str | None = None) -> Blob:
         # One GET, its body read in chunks: the connection is dropped as soon as the body
         # passes the cap, whatever Content-Length the server sent (or none). No Range:
         # S3 answers a range read of an empty object (a repo's `.mlem/config.yaml`) with
         # 416, which would cost a second request on the commonest read.
         bucket, key, _ = loc.fs.split_path(loc.fullpath)
         extra = {"VersionId": loc.rev} if loc.rev else {}
+        if if_none_match is not None:
+            extra["IfNoneMatch"] = if_none_match
         resp = await loc.fs._call_s3("get_object", Bucket=bucket, Key=key, **extra)
         body = resp["Body"]
         try:
@@ -87,6 +102,20 @@ class S3Store(AsyncStore):
             str(resp["ETag"]) if resp.get("ETag") else None,
             told_start(resp.get("ContentRange")),
         )
+
+    @own_timeouts
+    async def _get_if_changed(self, loc: Where, limit: int, last: Blob | None) -> Blob | Unchanged:
+        if last is None or not last.token:
+            return await self._get(loc, limit)
+        try:
+            return await self._get(loc, limit, if_none_match=last.token)
+        except OSError as exc:
+            if not not_modified(exc):
+                raise
+            told = answered_etag(exc)
+        if told is not None and told != last.token:
+            return await self._get(loc, limit)
+        return UNCHANGED
 
     async def _bucket_exists(self, loc: Where) -> bool:
         try:
@@ -204,4 +233,5 @@ class S3Store(AsyncStore):
 
 
 def _version(item: dict[str, object], deleted: bool = False) -> Version:
-    return Version(str(item["VersionId"]), item["LastModified"], deleted)  # type: ignore[arg-type]
+    etag = None if deleted or item.get("ETag") is None else str(item["ETag"])
+    return Version(str(item["VersionId"]), item["LastModified"], deleted, etag)  # type: ignore[arg-type]

@@ -1,0 +1,319 @@
+"""Issue 13, part 2: watching an alias, on every backend.
+
+A watch yields what the alias resolves to, then an event each time a hop of its chain
+moves; an idle poll costs one conditional request per hop and no body bytes (counted
+by the `reads` fixture everywhere, and on the wire by the fault proxy for the clouds);
+a move to a broken target is reported and the last good object kept; faults back off
+and never end the watch. Polls are driven one by one (`poll()`), or by iterating with a
+short interval: no test waits for more than an interval.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import fsspec
+import pytest
+from conftest import REPORT, Backend, Reads, git
+from faultproxy import FaultProxy
+
+from mlemremote._stores import local as local_store
+from mlemremote.api import configured, init, link, load_meta, watch
+from mlemremote.core.errors import (
+    InvalidArgumentError,
+    InvalidLinkError,
+    LinkCycleError,
+    MlemObjectNotFound,
+    StorageError,
+    WrongMetaType,
+)
+from mlemremote.core.objects import MlemModel
+
+INTERVAL = 0.05  # seconds between two polls of an iterated watch
+SCRIPT = str(Path(sys.executable).with_name("mlemremote"))
+WATCH_SUMMARY = REPORT["watch: one idle poll"]
+
+
+@pytest.fixture
+def settled(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Files just written are compared by their bytes on local disk (their timestamps
+    cannot tell a write in the same tick apart): the tests' files count as old."""
+    monkeypatch.setattr(local_store, "RACY_SECONDS", 0.0)
+
+
+def a_repo(b: Backend, *models: str, links: dict[str, str] | None = None) -> str:
+    """A repo written directly (one PUT a file): `models` (external, named by their
+    `model_type`), and `links`: alias name -> the metafile it names, in `.mlem/link/`."""
+    repo = b.uri("repo")
+    b.write(b.uri("repo", ".mlem", "config.yaml"), "")
+    for name in models:
+        b.write(b.uri("repo", f"{name}.mlem"), f"object_type: model\nmodel_type:\n  name: {name}\n")
+    for name, to in (links or {}).items():
+        b.write(b.uri("repo", ".mlem", "link", f"{name}.mlem"), link_yaml(to))
+    return repo
+
+
+def link_yaml(to: str) -> str:
+    return f"object_type: link\nlink_type: model\npath: {to}\n"
+
+
+def alias(b: Backend, repo: str, source: str, target: str, *, follow: bool = True) -> None:
+    link(
+        source,
+        source_repo=repo,
+        target=target,
+        target_repo=repo,
+        follow_links=follow,
+        storage_options=b.storage_options,
+    )
+
+
+def name_of(event: object) -> str:
+    return str((event.obj.model_type or {})["name"])  # type: ignore[attr-defined]
+
+
+@pytest.mark.usefixtures("settled")
+def test_watch_sees_the_middle_hop_of_a_3_hop_chain_move(backend: Backend, reads: Reads) -> None:
+    """prod -> b -> c -> v1; b moves to c2 -> v2: seen at the next poll; idle polls cost
+    one conditional read per hop, and hand back no bytes."""
+    so = backend.storage_options
+    chain = {"c": "v1.mlem", "b": ".mlem/link/c.mlem", "prod": ".mlem/link/b.mlem"}
+    repo = a_repo(backend, "v1", "v2", links={**chain, "c2": "v2.mlem"})
+    events = watch("prod", repo=repo, interval=INTERVAL, verify_every=None, storage_options=so)
+    first = next(events)
+    assert first.ok and name_of(first) == "v1" and first.poll == 1
+    assert len(first.chain) == 4 and set(first.changed) == set(first.chain)
+    assert first.chain[0].endswith("/.mlem/link/prod.mlem")
+
+    reads.clear()
+    for _ in range(3):
+        assert events.poll() is None
+    assert Counter(reads) == {uri: 3 for uri in first.chain}  # 1 request per hop per poll
+    assert sum(reads.body_bytes.values()) == 0
+    WATCH_SUMMARY.append(
+        f"{backend.name}: {len(reads) / 3:g} conditional reads for {len(first.chain)} "
+        f"metafiles, {sum(reads.body_bytes.values())} body bytes handed back"
+    )
+
+    middle = backend.uri("repo", ".mlem", "link", "b.mlem")
+    backend.write(middle, backend.read(middle))  # written again, the same bytes: no move
+    assert events.poll() is None
+
+    alias(backend, repo, "c2", "b", follow=False)  # the middle hop moves
+    before = events.polls
+    moved = next(events)
+    assert events.polls - before <= 2  # within two intervals
+    assert moved.ok and name_of(moved) == "v2" and moved.obj is events.last_good
+    assert moved.chain[0] == first.chain[0] and moved.chain[1] == first.chain[1]
+    assert moved.chain[2].endswith("/.mlem/link/c2.mlem")
+    assert first.chain[0] not in moved.changed  # prod itself did not change
+    assert {moved.chain[1], moved.chain[2], moved.chain[3]} <= set(moved.changed)
+    events.close()
+    assert list(events) == []
+
+
+def test_watch_reports_broken_targets_and_keeps_the_last_good(backend: Backend) -> None:
+    so = backend.storage_options
+    a_repo(backend, "v1", "v2", links={"prod": "v1.mlem"})
+    backend.write(backend.uri("repo", "data.mlem"), "object_type: dataset\n")
+    at = backend.uri("repo", ".mlem", "link", "prod.mlem")
+    events = watch(at, interval=INTERVAL, storage_options=so)  # (by its path: 1 read a hop)
+    assert name_of(events.poll()) == "v1"
+
+    def moved_to(text: str, error: type[Exception]) -> None:
+        backend.write(at, "object_type: link\n" + text)
+        event = events.poll()
+        assert event is not None and not event.ok and isinstance(event.error, error)
+        assert name_of(event) == "v1" and event.obj is events.last_good  # still v1
+        assert events.error is event.error and events.fault is None
+
+    moved_to("link_type: model\npath: missing.mlem\n", MlemObjectNotFound)  # dangling
+    reported = events.error
+    assert events.poll() is None and events.error is reported  # reported once, still broken
+    backend.write(backend.uri("repo", "loop.mlem"), link_yaml(".mlem/link/prod.mlem"))
+    moved_to("link_type: model\npath: loop.mlem\n", LinkCycleError)  # a cycle
+    moved_to("link_type: model\npath: data.mlem\n", WrongMetaType)  # a dataset
+    # A link the policy refuses (http is not a link scheme; metadata addresses never are).
+    moved_to("link_type: model\npath: http://169.254.169.254/m.mlem\n", InvalidLinkError)
+
+    backend.write(at, link_yaml("v2.mlem"))  # repaired
+    event = events.poll()
+    assert event is not None and event.ok and name_of(event) == "v2"
+    assert events.error is None
+
+
+def test_watch_survives_faults_and_idle_polls_send_no_body(
+    proxied: tuple[Backend, FaultProxy],
+) -> None:
+    """Through a fault proxy: an idle poll is one request per hop with no body on the
+    wire (fake-gcs-server ignores ifGenerationNotMatch: there it is the body); faults
+    past the retries are logged, back off, and end nothing; a 304 for a moved file is
+    caught by the next full verification."""
+    b, proxy = proxied
+    so = b.storage_options
+    repo = a_repo(b, "v1", "v2", "v3", links={"prod": "v1.mlem"})
+    events = watch("prod", repo=repo, interval=INTERVAL, verify_every=4, storage_options=so)
+    first = events.poll()
+    assert first is not None and name_of(first) == "v1"
+
+    proxy.requests.clear()
+    sent = len(proxy.transfers)
+    assert events.poll() is None and events.poll() is None
+    requests = sum(proxy.requests.values())
+    body = sum(t.written for t in proxy.transfers[sent:])
+    assert requests == 2 * len(first.chain), proxy.requests
+    if b.name == "gcs":  # the server sent each metafile whole, as if unconditional
+        assert 0 < body <= 2 * sum(len(b.read(uri)) for uri in first.chain)
+    else:
+        assert body == 0 and all(t.status == 304 for t in proxy.transfers[sent:])
+    REPORT["watch: one idle poll, on the wire"].append(
+        f"{b.name}: {requests / 2:g} requests, {body / 2:g} body bytes for "
+        f"{len(first.chain)} metafiles"
+    )
+
+    # Faults past the retries: each poll gives up, and the watch goes on.
+    with configured(retry_attempts=1):
+        proxy.fail("503", per_request=2, match=lambda m, p: m == "GET" and "prod" in p)
+        assert events.poll() is None and events.fault is not None
+        assert events.poll() is None and events.fault is not None
+        assert events.next_wait() > INTERVAL * (1 - events.jitter)  # backing off
+    proxy.clear()
+    prod = b.uri("repo", ".mlem", "link", "prod.mlem")
+    b.write(prod, link_yaml("v2.mlem"))  # (moved directly: one PUT)
+    moved = next(events)
+    assert moved.ok and name_of(moved) == "v2" and events.fault is None
+
+    # A server that answers 304 although the file changed: the verification poll (every
+    # 4th) reads the chain in full and finds the move.
+    b.write(prod, link_yaml("v3.mlem"))
+    alias_path = ("link/prod.mlem", "link%2Fprod.mlem")  # (GCS quotes the object's name)
+
+    def conditional_get(method: str, path: str) -> bool:  # (S3, Azure: in a header)
+        plain, _, query = path.partition("?")
+        wanted = not query or "ifGenerationNotMatch" in query
+        return method == "GET" and plain.endswith(alias_path) and wanted
+
+    proxy.fail("304", per_request=1, match=conditional_get)
+    while events.polls % 4 != 3:
+        assert events.poll() is None  # fooled until the verification
+    assert proxy.injected["304"] == 1
+    late = events.poll()
+    assert late is not None and late.ok and name_of(late) == "v3"
+
+    # A 304 to a read that asked for no condition is an error, never an empty file.
+    any_get = lambda m, p: m == "GET" and p.split("?")[0].endswith(alias_path)  # noqa: E731
+    proxy.fail("304", per_request=9, match=any_get)
+    with pytest.raises(StorageError):
+        load_meta(".mlem/link/prod", repo=repo, storage_options=so)
+
+
+def test_local_files_too_young_for_their_timestamps_are_compared_by_bytes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file rewritten in place, same size, same mtime, on a filesystem whose timestamps
+    are coarser than the writes: its status cannot tell, its bytes do. A file read within
+    `RACY_SECONDS` of its last write is compared by its bytes; an older one by `stat`."""
+    # Coarse timestamps: the status shows whole seconds, and no change time.
+    monkeypatch.setattr(local_store, "_status", lambda info: f"{info.st_ino}-{info.st_mtime:.0f}")
+    path = tmp_path / "m.mlem"
+
+    def rewrite_in_place(old: str, new: str) -> None:
+        before = os.stat(path)
+        with open(path, "r+") as handle:  # the same inode, the same size
+            handle.write(path.read_text().replace(old, new))
+        os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+
+    MlemModel(model_type={"name": "v1"}).dump(str(tmp_path / "m"))
+    events = watch(str(tmp_path / "m"), interval=INTERVAL)
+    assert name_of(events.poll()) == "v1"
+    rewrite_in_place("v1", "v8")
+    event = events.poll()
+    assert event is not None and name_of(event) == "v8"
+
+    # The control: were the file trusted by its status, that write would go unseen
+    # (until the next full verification), which is what the age rule prevents.
+    monkeypatch.setattr(local_store, "RACY_SECONDS", 0.0)
+    trusting = watch(str(tmp_path / "m"), interval=INTERVAL, verify_every=None)
+    assert name_of(trusting.poll()) == "v8"
+    rewrite_in_place("v8", "v9")
+    assert trusting.poll() is None
+
+
+def test_a_file_that_takes_over_the_name_is_found_by_the_verification(tmp_path: Path) -> None:
+    """`<repo>/prod.mlem` comes before `.mlem/link/prod.mlem` in MLEM's lookup: a file
+    written there later is not a hop the polls look at, but the full verification is."""
+    b = Backend("local", "file", str(tmp_path / "root"), None, fsspec.filesystem("file"))
+    repo = a_repo(b, "v1", "v2", links={"prod": "v1.mlem"})
+    events = watch("prod", repo=repo, interval=INTERVAL, verify_every=3)
+    assert name_of(events.poll()) == "v1"
+    b.write(b.uri("repo", "prod.mlem"), link_yaml("v2.mlem"))
+    assert events.poll() is None  # poll 2: the hops are as they were
+    event = events.poll()  # poll 3: in full, as load_meta reads it
+    assert event is not None and name_of(event) == "v2"
+    assert event.chain[0].endswith("/repo/prod.mlem")
+
+
+def test_watch_follows_a_branch_of_a_git_repo(tmp_path: Path) -> None:
+    """At `rev="main"`, the alias is read from the commit main is on: a commit that
+    moves it is seen at the next poll."""
+    b = Backend("local", "file", str(tmp_path / "root"), None, fsspec.filesystem("file"))
+    repo = a_repo(b, "v1", "v2", links={"prod": "v1.mlem"})
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "v1")
+    events = watch("prod", repo=repo, rev="main", interval=INTERVAL)
+    first = events.poll()
+    assert first is not None and name_of(first) == "v1"
+    b.write(b.uri("repo", ".mlem", "link", "prod.mlem"), link_yaml("v2.mlem"))
+    assert events.poll() is None  # not committed: not on main
+    git(repo, "commit", "-qam", "v2")
+    moved = events.poll()
+    assert moved is not None and moved.ok and name_of(moved) == "v2"
+
+
+def test_watch_arguments_are_checked(tmp_path: Path) -> None:
+    for bad in ({"interval": 0}, {"interval": "1"}, {"jitter": 1}, {"max_events": 0},
+                {"verify_every": True}, {"stop": object()}):  # fmt: skip
+        with pytest.raises(InvalidArgumentError):
+            watch(str(tmp_path / "x"), **bad)  # type: ignore[arg-type]
+
+
+def test_cli_watch_prints_a_line_per_change_and_stops_on_ctrl_c(tmp_path: Path) -> None:
+    repo = str(tmp_path / "repo")
+    init(repo)
+    for name in ("v1", "v2"):
+        MlemModel(model_type={"name": name}).dump(name, repo=repo, external=True)
+    link("v1", source_repo=repo, target="prod", target_repo=repo)
+    proc = subprocess.Popen(
+        [SCRIPT, "watch", "prod", "-r", repo, "--interval", str(INTERVAL)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        first = json.loads(proc.stdout.readline())
+        assert first["status"] == "ok" and first["uri"].endswith("/v1.mlem")
+        link("v2", source_repo=repo, target="prod", target_repo=repo)
+        second = json.loads(proc.stdout.readline())
+        assert second["status"] == "ok" and second["uri"].endswith("/v2.mlem")
+        assert second["changed"] and second["error"] is None
+        (tmp_path / "repo" / ".mlem" / "link" / "prod.mlem").write_text(
+            "object_type: link\nlink_type: model\npath: gone.mlem\n"
+        )
+        broken = json.loads(proc.stdout.readline())
+        assert broken["status"] == "broken" and broken["uri"].endswith("/v2.mlem")
+        assert broken["error_type"] == "MlemObjectNotFound"
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err

@@ -403,6 +403,10 @@ class Transfer:
             )
         if self._token is None:
             self._token = body.token
+        elif body.token is not None and body.token != self._token:
+            # (a server that ignored the resumed read's condition: fake-gcs-server
+            # ignores ifGenerationMatch on a media GET)
+            raise ArtifactIntegrityError(f"{loc} changed while it was being read")
         skip = self.got - body.start  # (a server that ignored the Range sends it all again)
         if skip < 0:
             raise ArtifactIntegrityError(f"{loc} answered from byte {body.start}, not {self.got}")

@@ -541,6 +541,38 @@ def check_dest(path: str, overwrite: bool) -> None:
             f"{path} is your home folder, or the current folder or one above it: a pull "
             "never replaces those; name a folder of its own"
         )
+    if os.path.isdir(os.path.join(path, ".mlem")) or ".mlem" in real.split("/"):
+        raise DestinationExistsError(
+            f"{path} is an MLEM repo or inside its .mlem folder: a pull never replaces a "
+            "repo's models, aliases or history; name a folder of its own"
+        )
+
+
+def check_not_source(
+    path: str, obj: Any, found: list[Artifact], named: Location | None = None
+) -> None:
+    """With `overwrite`, refuse a destination that holds what is pulled: the object's
+    metafile (so its repo), the git repository it is read from, a file of an artifact
+    or the metafile `named` (the alias asked for): replacing the folder would delete the
+    source after copying it."""
+    if not os.path.lexists(path):
+        return
+    loc: Location = obj.loc
+    sources: list[str] = []
+    if loc.is_local:
+        sources.append(loc.fullpath)  # (so its repo too: the metafile is inside it)
+    elif loc.git_root is not None and "://" not in loc.git_root:
+        sources.append(loc.git_root)
+    sources += [art.loc.fullpath for art in found if art.loc.is_local]
+    if named is not None and named.is_local:
+        sources.append(named.fullpath)
+    real = os.path.realpath(path)
+    for source in sources:
+        if is_inside(os.path.realpath(source), real):
+            raise DestinationExistsError(
+                f"{path} holds what is being pulled ({source}): a pull never replaces its "
+                "own source; name another folder"
+            )
 
 
 def pull(
@@ -551,12 +583,15 @@ def pull(
     concurrency: int = 8,
     progress: bool | None = None,
     external: bool = False,
+    named: Location | None = None,
 ) -> Pulled:
     """Download every artifact of `obj` (a loaded model or dataset) into the new folder
     `dest` (see the module's doc)."""
     found = artifacts_of(obj, external=external)
     path = local_dest(dest)
     check_dest(path, overwrite)
+    if overwrite:
+        check_not_source(path, obj, found, named)
     parent = os.path.dirname(path)
     try:
         os.makedirs(parent, exist_ok=True)

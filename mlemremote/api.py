@@ -649,7 +649,9 @@ def pull(
         raise InvalidArgumentError(f"progress must be True, False or None, not {progress!r:.60}")
     target = _artifacts.local_dest(dest)
     _artifacts.check_dest(target, overwrite)  # before any request
-    obj = _load(path, repo, rev, True, None, storage_options, shadows=True)
+    loc = resolve(path, repo, rev, storage_options=storage_options)
+    anchor_remotes(loc)
+    obj = _links.load(loc, build, repo_given=repo is not None, follow_links=True, shadows=True)
     return _artifacts.pull(
         obj,
         target,
@@ -657,6 +659,7 @@ def pull(
         concurrency=concurrency,
         progress=progress,
         external=external_artifacts,
+        named=loc,
     )
 
 

@@ -12,7 +12,7 @@ from conftest import Backend
 
 from mlemremote import _artifacts
 from mlemremote.api import init, link, load_meta, pull
-from mlemremote.core.errors import ArtifactIntegrityError
+from mlemremote.core.errors import ArtifactIntegrityError, DestinationExistsError
 from mlemremote.core.objects import MlemModel
 
 
@@ -44,3 +44,49 @@ def test_a_resumed_read_of_a_replaced_file_is_refused(backend: Backend) -> None:
                 pass
     finally:
         transfer.close()
+
+
+@pytest.mark.parametrize("backend", ["local"], indirect=True)
+def test_overwrite_never_replaces_the_source_or_a_repo(backend: Backend, tmp_path: Path) -> None:
+    """`pull(alias, <the model's folder or its repo>, overwrite=True)` replaced the
+    folder with the copy: the repo's other models, its aliases and their history were
+    deleted without a word. A repo, or a folder holding the metafile or an artifact, is
+    never replaced."""
+    repo = backend.uri("repo")
+    init(repo)
+    os.makedirs(f"{repo}/models")
+    Path(f"{repo}/models/w").write_bytes(b"data")
+    Path(f"{repo}/models/other").write_bytes(b"precious")
+    art = {"uri": "w", "size": 4, "hash": md5(b"data")}
+    MlemModel(artifacts={"w": art}).dump(f"{repo}/models/rf", external=True)
+    link("models/rf", source_repo=repo, target="latest", target_repo=repo)
+    elsewhere = tmp_path / "else"
+    elsewhere.mkdir()
+    Path(f"{repo}/models/ext").symlink_to(elsewhere)  # (the dest named through a symlink)
+    before = sorted(str(p.relative_to(repo)) for p in Path(repo).rglob("*"))
+    for dest in (f"{repo}/models", repo, str(Path(repo).parent), f"{repo}/.mlem"):
+        with pytest.raises(DestinationExistsError):
+            pull("latest", dest, repo=repo, overwrite=True)
+    after = sorted(str(p.relative_to(repo)) for p in Path(repo).rglob("*"))
+    assert after == before
+    assert Path(f"{repo}/models/other").read_bytes() == b"precious"
+    # an artifact outside the metafile's folder (in the repo): its folder is refused too
+    os.makedirs(f"{repo}/blobs")
+    Path(f"{repo}/blobs/w").write_bytes(b"data")
+    far = {"uri": "../blobs/w", "size": 4, "hash": md5(b"data")}
+    MlemModel(artifacts={"w": far}).dump(f"{repo}/models/far", external=True)
+    with pytest.raises(DestinationExistsError):
+        pull(f"{repo}/models/far", f"{repo}/blobs", overwrite=True)
+    assert Path(f"{repo}/blobs/w").read_bytes() == b"data"
+    # an alias outside any repo: its folder is refused (the alias would be deleted)
+    aliases = tmp_path / "aliases"
+    aliases.mkdir()
+    link(f"{repo}/models/rf", target=str(aliases / "latest"))
+    with pytest.raises(DestinationExistsError):
+        pull(str(aliases / "latest"), str(aliases), overwrite=True)
+    assert (aliases / "latest.mlem").exists()
+    # an ordinary folder is still replaced
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "old").write_bytes(b"old")
+    pulled = pull("latest", str(tmp_path / "out"), repo=repo, overwrite=True)
+    assert sorted(os.listdir(pulled.dest)) == ["rf.mlem", "w"]

@@ -240,6 +240,13 @@ def _locate(
             raise  # (the policy's own refusals, as for links)
         except InvalidLinkError as exc:
             raise InvalidArtifactError(str(exc)) from None
+        if not external and _family(scheme or "file") != _family(base_scheme):
+            # (refused before a filesystem is made for it: making one may need
+            # credentials, and fail otherwise than with this answer)
+            raise InvalidArtifactError(
+                f"{what}: {_short(uri)} is on another filesystem or bucket than its "
+                "metafile; pass external_artifacts=True (--external-artifacts) to read it there"
+            )
         if scheme is None and (base.is_local or base.scheme == "memory"):
             loc = base.sibling(posixpath.normpath(uri), repo=base._repo)
         else:
@@ -262,6 +269,21 @@ def _locate(
     if full == repo or not (is_inside(full, repo) and is_inside(plain, repo)):
         raise InvalidArtifactError(f"{what}: {_short(uri)} leaves the repo {base.uri_of(repo)}")
     return base.sibling(full, repo=repo), repo
+
+
+_FAMILIES = {
+    "local": "file",
+    "s3a": "s3",
+    "gcs": "gs",
+    "abfs": "az",
+    "abfss": "az",
+    "https": "http",
+}
+
+
+def _family(scheme: str) -> str:
+    """Schemes that name one kind of filesystem (`s3a` is `s3`, ...)."""
+    return _FAMILIES.get(scheme, scheme)
 
 
 def _short(text: str) -> str:

@@ -12,7 +12,12 @@ from conftest import Backend
 
 from mlemremote import _artifacts
 from mlemremote.api import init, link, load_meta, pull
-from mlemremote.core.errors import ArtifactIntegrityError, DestinationExistsError
+from mlemremote.core.errors import (
+    ArtifactIntegrityError,
+    DestinationExistsError,
+    InvalidArgumentError,
+    InvalidArtifactError,
+)
 from mlemremote.core.objects import MlemModel
 
 
@@ -90,3 +95,40 @@ def test_overwrite_never_replaces_the_source_or_a_repo(backend: Backend, tmp_pat
     (tmp_path / "out" / "old").write_bytes(b"old")
     pulled = pull("latest", str(tmp_path / "out"), repo=repo, overwrite=True)
     assert sorted(os.listdir(pulled.dest)) == ["rf.mlem", "w"]
+
+
+@pytest.mark.parametrize("backend", ["local"], indirect=True)
+def test_a_hash_with_a_trailing_newline_is_refused_before_any_read(
+    backend: Backend, tmp_path: Path
+) -> None:
+    """`^...$` matched an MD5 followed by a newline: the entry passed the check and the
+    pull failed only after downloading, as a corrupt file."""
+    Path(backend.uri("w")).parent.mkdir(parents=True)
+    Path(backend.uri("w")).write_bytes(b"data")
+    art = {"uri": "w", "size": 4, "hash": md5(b"data") + "\n"}
+    MlemModel.model_construct(object_type="model", artifacts={"w": art}).dump(
+        backend.uri("m"), external=True
+    )
+    with pytest.raises(InvalidArtifactError):
+        pull(backend.uri("m"), str(tmp_path / "d"))
+
+
+@pytest.mark.parametrize("backend", ["local"], indirect=True)
+def test_a_file_uri_dest_with_a_host_is_refused(
+    backend: Backend, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`file://localhost/abs/out` was pulled to `./localhost/abs/out`, below the working
+    folder: a folder nobody asked for."""
+    Path(backend.uri("w")).parent.mkdir(parents=True)
+    Path(backend.uri("w")).write_bytes(b"data")
+    art = {"uri": "w", "size": 4, "hash": md5(b"data")}
+    MlemModel(artifacts={"w": art}).dump(backend.uri("m"), external=True)
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    for dest in (f"file://localhost{tmp_path}/out", f"file://host{tmp_path}/out", "file://out"):
+        with pytest.raises(InvalidArgumentError):
+            pull(backend.uri("m"), dest)
+    assert os.listdir(work) == [] and not (tmp_path / "out").exists()
+    pulled = pull(backend.uri("m"), f"file://{tmp_path}/out")
+    assert pulled.dest == str(tmp_path / "out")

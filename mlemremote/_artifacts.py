@@ -88,7 +88,7 @@ from mlemremote.core.errors import (
 
 CHUNK = 1 << 20  # the most one read of a body asks for
 KINDS = (None, "local", "fsspec")  # MLEM's artifact types that name a file by `uri`
-_MD5 = re.compile(r"^[0-9a-fA-F]{32}$")
+_MD5 = re.compile(r"[0-9a-fA-F]{32}")
 _MAX_NAME = 1024
 
 
@@ -167,7 +167,7 @@ def _artifact(base: Location, folder: str, name: object, entry: object, external
         raise InvalidArtifactError(
             f"{what}: size must be a whole number of bytes, not {_shown(size)}"
         )
-    if not isinstance(md5, str) or not _MD5.match(md5):
+    if not isinstance(md5, str) or not _MD5.fullmatch(md5):
         raise InvalidArtifactError(
             f"{what}: hash must be an MD5 (32 hex digits), not {_shown(md5)}"
         )
@@ -389,6 +389,8 @@ class Transfer:
             )
         self._md5.update(chunk)
         self._failures = 0
+        if self.got == self.art.size:
+            self._check_md5()  # before the last bytes are handed out, not at the next read
         return chunk
 
     def _finish(self) -> None:
@@ -398,12 +400,16 @@ class Transfer:
                 f"{self.art.loc} ended after {self.got} of the {self.art.size} bytes its "
                 f"metafile says (artifact {self.art.name!r:.80}): truncated"
             )
+        self._check_md5()
+        self.done = True
+
+    def _check_md5(self) -> None:
         if self._md5.hexdigest() != self.art.md5:
+            self.close()
             raise ArtifactIntegrityError(
                 f"{self.art.loc} does not match its metafile's hash (artifact "
                 f"{self.art.name!r:.80}: MD5 {self._md5.hexdigest()}, expected {self.art.md5})"
             )
-        self.done = True
 
     def _open_body(self) -> None:
         if self._stop is not None and self._stop.is_set():
@@ -532,6 +538,11 @@ def local_dest(dest: object) -> str:
         )
     if scheme == "file":
         dest = dest.split("://", 1)[1]
+        if not dest.startswith("/"):  # file://host/...: not a folder of this machine's
+            raise InvalidArgumentError(
+                f"dest {dest!r:.60} must be file:///absolute/path (a host, even localhost, "
+                "is not taken for a folder here)"
+            )
     path = os.path.abspath(os.path.expanduser(dest))
     if path == "/" or os.path.dirname(path) == path:
         raise InvalidArgumentError("dest must be a folder to create, not the root")

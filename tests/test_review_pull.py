@@ -6,12 +6,13 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import Backend
 
 from mlemremote import _artifacts
-from mlemremote.api import init, link, load_meta, pull
+from mlemremote.api import init, link, load_meta, open_artifact, pull
 from mlemremote.core.errors import (
     ArtifactIntegrityError,
     DestinationExistsError,
@@ -132,3 +133,46 @@ def test_a_file_uri_dest_with_a_host_is_refused(
     assert os.listdir(work) == [] and not (tmp_path / "out").exists()
     pulled = pull(backend.uri("m"), f"file://{tmp_path}/out")
     assert pulled.dest == str(tmp_path / "out")
+
+
+def test_open_artifact_read_in_part_then_closed_drops_the_connection(
+    proxied: tuple[Backend, Any],
+) -> None:
+    """A caller that reads the first bytes of a large artifact and closes it (or leaves
+    a `with` block with an error) drops the connection: the rest is not streamed."""
+    backend, proxy = proxied
+    so = backend.storage_options
+    data = os.urandom(16 << 20)
+    backend.write(backend.uri("w.bin"), data)
+    art = {"uri": "w.bin", "size": len(data), "hash": md5(data)}
+    MlemModel(artifacts={"w": art}).dump(backend.uri("m"), external=True, storage_options=so)
+    f = open_artifact(backend.uri("m"), storage_options=so)
+    assert f.read(10) == data[:10]
+    f.close()
+    with pytest.raises(KeyError), open_artifact(backend.uri("m"), storage_options=so) as g:
+        assert g.read(10) == data[:10]
+        raise KeyError("the caller's own")
+    transfers = proxy.transfers_of(lambda path: "w.bin" in path)
+    assert len(transfers) == 2 and proxy.wait_ended(transfers)
+    assert all(t.written < len(data) // 2 for t in transfers), [t.written for t in transfers]
+
+
+def test_open_artifact_never_hands_out_the_last_bytes_of_a_wrong_file(backend: Backend) -> None:
+    """A reader that takes exactly `size` bytes (`f.read(size)`, `pickle.load(f)` of a
+    small model) never asked for the end of the file, so the MD5 was never checked: the
+    wrong bytes came through without an error. The check is made before the chunk that
+    completes the file is handed out."""
+    so = backend.storage_options
+    good, bad = b"weights" * 1000, b"WEIGHTS" * 1000
+    backend.write(backend.uri("w.bin"), bad)
+    art = {"uri": "w.bin", "size": len(good), "hash": md5(good)}
+    MlemModel(artifacts={"w": art}).dump(backend.uri("m"), external=True, storage_options=so)
+    f = open_artifact(backend.uri("m"), storage_options=so)
+    try:
+        with pytest.raises(ArtifactIntegrityError):
+            f.read(len(good))
+    finally:
+        f.close()
+    backend.write(backend.uri("w.bin"), good)
+    with open_artifact(backend.uri("m"), storage_options=so) as f:
+        assert f.read(len(good)) == good

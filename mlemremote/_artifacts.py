@@ -633,7 +633,7 @@ def pull(
     total = sum(art.size for art in found)
     _check_space(parent, total)
     try:
-        tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.pull-", dir=parent)
+        tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(path)[:64]}.pull-", dir=parent)
     except OSError as exc:
         raise StorageError(
             f"cannot make a folder in {parent} to pull into ({exc.strerror}); nothing was written"

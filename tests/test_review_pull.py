@@ -176,3 +176,17 @@ def test_open_artifact_never_hands_out_the_last_bytes_of_a_wrong_file(backend: B
     backend.write(backend.uri("w.bin"), good)
     with open_artifact(backend.uri("m"), storage_options=so) as f:
         assert f.read(len(good)) == good
+
+
+@pytest.mark.parametrize("backend", ["local"], indirect=True)
+def test_a_dest_with_a_long_name_is_pulled(backend: Backend, tmp_path: Path) -> None:
+    """The temporary folder was named `.<dest's name>.pull-<random>`: a dest whose name
+    was near the 255-byte limit could never be pulled (ENAMETOOLONG)."""
+    Path(backend.uri("w")).parent.mkdir(parents=True)
+    Path(backend.uri("w")).write_bytes(b"data")
+    art = {"uri": "w", "size": 4, "hash": md5(b"data")}
+    MlemModel(artifacts={"w": art}).dump(backend.uri("m"), external=True)
+    dest = tmp_path / ("d" * 250)
+    assert pull(backend.uri("m"), str(dest)).dest == str(dest)
+    assert sorted(os.listdir(dest)) == ["m.mlem", "w"]
+    assert sorted(os.listdir(tmp_path)) == sorted(["root", dest.name])

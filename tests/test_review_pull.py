@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from conftest import Backend
 
 from mlemremote import _artifacts
@@ -190,3 +192,55 @@ def test_a_dest_with_a_long_name_is_pulled(backend: Backend, tmp_path: Path) -> 
     assert pull(backend.uri("m"), str(dest)).dest == str(dest)
     assert sorted(os.listdir(dest)) == ["m.mlem", "w"]
     assert sorted(os.listdir(tmp_path)) == sorted(["root", dest.name])
+
+
+# -- read-only http(s): untested before this review --------------------------------------
+@pytest.fixture
+def http_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any, Any]]:
+    from httpserver import Server, install
+
+    net = install(monkeypatch)
+    server = Server()
+    try:
+        yield net, server
+    finally:
+        server.stop()
+
+
+def _meta(artifacts: dict[str, Any]) -> str:
+    return yaml.safe_dump({"object_type": "model", "artifacts": artifacts})
+
+
+@pytest.mark.backends("http")
+def test_pull_over_http(http_server: tuple[Any, Any], tmp_path: Path) -> None:
+    """An http model's artifacts come through; one that redirects to the metadata address,
+    another origin, a climb above the host's root, or a body longer than its size does
+    not, and no connection leaves 127.0.0.1."""
+    from mlemremote.core.errors import HostNotAllowedError, InvalidLinkError
+
+    net, server = http_server
+    data = os.urandom(100_000)
+    server.file("/m/w.bin", data)
+    server.file("/m/rf.mlem", _meta({"w": {"uri": "w.bin", "size": len(data), "hash": md5(data)}}))
+    pulled = pull(f"{server.url}/m/rf", str(tmp_path / "ok"))
+    assert Path(pulled.files["w"]).read_bytes() == data
+    with open_artifact(f"{server.url}/m/rf") as f:
+        assert f.read() == data
+    server.redirect("/m/meta.bin", "http://169.254.169.254/latest/meta-data/iam")
+    server.file("/m/redir.mlem", _meta({"w": {"uri": "meta.bin", "size": 4, "hash": "0" * 32}}))
+    other = {"uri": "http://127.0.0.2:9/w", "size": 4, "hash": "0" * 32, "type": "fsspec"}
+    server.file("/m/other.mlem", _meta({"w": other}))
+    server.file("/m/up.mlem", _meta({"w": {"uri": "../../../x", "size": 4, "hash": "0" * 32}}))
+    server.flood("/m/flood.bin", 8 << 20, mode="chunked")
+    server.file("/m/flood.mlem", _meta({"w": {"uri": "flood.bin", "size": 10, "hash": "0" * 32}}))
+    for name, error in (
+        ("redir", HostNotAllowedError),
+        ("other", InvalidLinkError),
+        ("up", InvalidLinkError),
+        ("flood", ArtifactIntegrityError),
+    ):
+        with pytest.raises(error):
+            pull(f"{server.url}/m/{name}", str(tmp_path / name))
+        assert not (tmp_path / name).exists()
+    assert net.elsewhere() == []
+    assert server.sent["/m/flood.bin"] < (4 << 20)

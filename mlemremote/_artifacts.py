@@ -306,6 +306,12 @@ def _check_layout(base: Location, found: list[Artifact]) -> None:
                 f"{where}: artifact {art.name!r:.80} is outside the metafile's folder and its "
                 "name is not a plain relative path, so it has no place in a pulled folder"
             )
+        if any(p.lower() == ".mlem" for p in parts):
+            raise InvalidArtifactError(
+                f"{where}: artifact {art.name!r:.80} would be written in a .mlem folder of "
+                "the pulled folder, which would then pass for an MLEM repo (its config, "
+                "links and history)"
+            )
         if art.rel in taken:
             raise InvalidArtifactError(
                 f"{where}: artifacts {art.name!r:.80} and {taken[art.rel]} take the same "

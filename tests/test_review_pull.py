@@ -244,3 +244,21 @@ def test_pull_over_http(http_server: tuple[Any, Any], tmp_path: Path) -> None:
         assert not (tmp_path / name).exists()
     assert net.elsewhere() == []
     assert server.sent["/m/flood.bin"] < (4 << 20)
+
+
+@pytest.mark.parametrize("backend", ["local"], indirect=True)
+def test_an_artifact_cannot_plant_a_mlem_folder_in_the_pulled_one(
+    backend: Backend, tmp_path: Path
+) -> None:
+    """A model at a repo's root whose artifact is `.mlem/config.yaml` made the pulled
+    folder an MLEM repo with that config (remotes, storage): whatever is run there next
+    reads it."""
+    repo = backend.uri("repo")
+    init(repo)
+    config = Path(repo, ".mlem", "config.yaml").read_bytes()
+    for uri in (".mlem/config.yaml", ".MLEM/../.mlem/config.yaml"):
+        art = {"uri": uri, "size": len(config), "hash": md5(config)}
+        MlemModel(artifacts={"c": art}).dump(f"{repo}/m", external=True)
+        with pytest.raises(InvalidArtifactError):
+            pull(f"{repo}/m", str(tmp_path / "d"))
+        assert not (tmp_path / "d").exists()

@@ -417,8 +417,11 @@ class Transfer:
                 f"{self.art.name!r:.80}: MD5 {self._md5.hexdigest()}, expected {self.art.md5})"
             )
 
+    def stopped(self) -> bool:
+        return self._stop is not None and self._stop.is_set()
+
     def _open_body(self) -> None:
-        if self._stop is not None and self._stop.is_set():
+        if self.stopped():
             raise _Stopped
         if self._opened and self.got == self.art.size:
             self._body = _Ended()  # every byte arrived before the fault: nothing to resume
@@ -703,13 +706,28 @@ def _download_all(found: list[Artifact], tmp: str, concurrency: int, bar: _Progr
             transfer.close()  # unblocks a read waiting on the network
         raise
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        # Every thread is joined before this returns, even through a second Ctrl-C: the
+        # caller removes `tmp` next, which a thread still writing would fill again.
+        interrupted = False
+        while True:
+            try:
+                pool.shutdown(wait=True, cancel_futures=True)
+                break
+            except KeyboardInterrupt:
+                interrupted = True
+                stop.set()
+                for transfer in transfers:
+                    transfer.close()
         for transfer in transfers:
             transfer.close()
+        if interrupted:
+            raise KeyboardInterrupt
 
 
 def _download_one(transfer: Transfer, tmp: str, bar: _Progress) -> None:
     art = transfer.art
+    if transfer.stopped():  # (before any file is made: the folder may be going away)
+        raise _Stopped
     with until(time.monotonic() + transfer_seconds(art.size)), scope("pull"):
         target = os.path.join(tmp, *art.rel.split("/"))
         os.makedirs(os.path.dirname(target), exist_ok=True)

@@ -683,6 +683,10 @@ def open_artifact(
     the ones the metafile names. A `with` block that ends without an error reads what
     was left unread, so the whole file has been checked when it ends.
 
+    The bytes are handed out before the last of them is checked: never give the stream
+    to a reader that acts on what it reads (`pickle.load(f)` runs code from the first
+    bytes); use `pull`, or `f.read()` it whole (checked) and then load those bytes.
+
     >>> import hashlib, os, tempfile
     >>> from mlemremote import MlemModel
     >>> from mlemremote.api import open_artifact

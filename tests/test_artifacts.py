@@ -751,3 +751,27 @@ def test_cli_get_shows_progress_on_a_terminal(backend: Backend, tmp_path: Path) 
         os.close(leader)
     assert done.returncode == 0
     assert b"pulling [" in shown and b"1/1 files" in shown and b"100%" in shown
+
+
+def test_a_stopped_pull_makes_no_file_for_a_transfer_not_yet_begun(tmp_path: Path) -> None:
+    """A transfer the pool starts after the pull was stopped (another file failed, or
+    Ctrl-C) makes nothing in the temporary folder: it may be being removed."""
+    import threading
+
+    from mlemremote.api import load_meta
+
+    (tmp_path / "w.bin").write_bytes(b"w")
+    meta = str(tmp_path / "m")
+    MlemModel(
+        artifacts={"w": {"uri": "w.bin", "size": 1, "hash": hashlib.md5(b"w").hexdigest()}}
+    ).dump(meta)
+    (art,) = _artifacts.artifacts_of(load_meta(meta), external=False)
+    stop = threading.Event()
+    stop.set()
+    folder = tmp_path / "tmp"
+    folder.mkdir()
+    with pytest.raises(_artifacts._Stopped):
+        _artifacts._download_one(
+            _artifacts.Transfer(art, stop), str(folder), _artifacts._Progress(1, 1, enabled=False)
+        )
+    assert list(folder.iterdir()) == []

@@ -12,7 +12,6 @@ import logging
 import os
 import posixpath
 import re
-import uuid
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future
 from contextlib import contextmanager, suppress
@@ -1007,11 +1006,8 @@ def write_link(
     # ETags (content MD5s) change with every move, so compare-and-swap sees A -> B -> A.
     # Comments before it say who made the move and why (each version keeps its own).
     author = _history.author_now()
-    data = (
-        link.to_yaml()
-        + _history.audit_comment(author, message)
-        + f"# mlemremote write {uuid.uuid4().hex[:16]}\n"
-    ).encode()
+    body = link.to_yaml()
+    data = (body + _history.audit_comment(target, body, author, message)).encode()
     store = store_for(target)
     try:
         if expected is not None:

@@ -56,6 +56,34 @@ def test_moves_record_author_and_message(versioned_backend: Backend) -> None:
     assert f"# mlemremote author: {json.dumps(me)}\n".encode() in written
 
 
+def test_an_author_is_never_taken_from_bytes_edited_or_copied_by_hand(
+    versioned_backend: Backend,
+) -> None:
+    """A link's comment lines are sealed to its bytes and its name: a hand edit that
+    keeps them (sed, an editor), or a copy to another alias (`aws s3 cp`), is a move
+    nobody is recorded to have made, never one by the first link's author."""
+    b = versioned_backend
+    so = {"storage_options": b.storage_options}
+    repo = b.uri("repo")
+    b.write(b.uri("repo", ".mlem", "config.yaml"), "")
+    for name in ("v1", "v2"):
+        b.write(b.uri("repo", f"{name}.mlem"), f"object_type: model\nmodel_type: {{v: {name}}}\n")
+    with configured(author="alice@ci"):
+        link("v1", source_repo=repo, target="latest", target_repo=repo, message="first", **so)
+    at = b.uri("repo", ".mlem", "link", "latest.mlem")
+    data = b.read(at)
+    b.write(at, data.replace(b"v1.mlem", b"v2.mlem"))  # by hand, the comments kept
+    b.write(b.uri("repo", ".mlem", "link", "staging.mlem"), data)  # a copy
+    edited = history("latest", repo=repo, **so)
+    assert [(e.link.path if e.link else None, e.author, e.message) for e in edited] == [
+        ("v2.mlem", None, None),
+        ("v1.mlem", "alice@ci", "first"),
+    ]
+    (copied,) = history("staging", repo=repo, **so)
+    assert copied.link is not None and copied.link.path == "v1.mlem"
+    assert (copied.author, copied.message) == (None, None)
+
+
 def test_history_entries_without_an_author_still_read(tmp_path: Path) -> None:
     """Entries written before authors were recorded: shown with author None."""
     repo = str(tmp_path / "repo")

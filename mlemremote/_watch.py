@@ -32,6 +32,7 @@ from __future__ import annotations
 import logging
 import random
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -52,6 +53,8 @@ from mlemremote.core.errors import (
 )
 
 logger = logging.getLogger("mlemremote")
+_CLOSE_SLICE = 0.5  # seconds: how soon close() ends a wait on a caller's stop event
+_LONGEST_WAIT = min(threading.TIMEOUT_MAX, 86400.0)  # one wait on an event, at most
 
 
 class Hop(Protocol):
@@ -158,6 +161,7 @@ class Watch(Generic[ObjT]):
         self.jitter = jitter
         self.verify_every = verify_every
         self.max_events = max_events
+        self._own_stop = stop is None
         self._stop = stop if stop is not None else threading.Event()
         self._closed = False
         self._random = random.Random()
@@ -181,7 +185,7 @@ class Watch(Generic[ObjT]):
         while True:
             if self._done():
                 raise StopIteration
-            if self.polls and self._stop.wait(self.next_wait()):
+            if self.polls and self._wait(self.next_wait()):
                 raise StopIteration
             if self._closed:
                 raise StopIteration
@@ -194,9 +198,26 @@ class Watch(Generic[ObjT]):
         return self._closed or spent or self._stop.is_set()
 
     def close(self) -> None:
-        """End the iteration (from another thread, set the `stop` event instead: a
-        wait in progress ends only then)."""
+        """End the iteration; from another thread too (a wait in progress ends within
+        `_CLOSE_SLICE` seconds, at once when the watch has its own `stop` event)."""
         self._closed = True
+        if self._own_stop:
+            self._stop.set()
+
+    def _wait(self, seconds: float) -> bool:
+        """Wait `seconds`; True when the watch was stopped or closed meanwhile. (An
+        event's wait cannot be longer than `threading.TIMEOUT_MAX`: an interval of a
+        billion seconds raised OverflowError; a caller's `stop` event is waited on in
+        slices, so that `close()` from another thread ends the wait too.)"""
+        end = time.monotonic() + seconds
+        while not self._closed:
+            left = end - time.monotonic()
+            if left <= 0:
+                return False
+            step = left if self._own_stop else _CLOSE_SLICE
+            if self._stop.wait(min(left, step, _LONGEST_WAIT)):
+                return True
+        return True
 
     def __enter__(self) -> Watch[ObjT]:
         return self

@@ -15,6 +15,8 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -282,6 +284,24 @@ def test_watch_arguments_are_checked(tmp_path: Path) -> None:
                 {"verify_every": True}, {"stop": object()}):  # fmt: skip
         with pytest.raises(InvalidArgumentError):
             watch(str(tmp_path / "x"), **bad)  # type: ignore[arg-type]
+
+
+def test_close_from_another_thread_ends_a_long_wait(tmp_path: Path) -> None:
+    """An interval past `threading.TIMEOUT_MAX` waited (it raised OverflowError, not an
+    MlemError); `close()` from another thread ends the wait, with the watch's own stop
+    event or a caller's (it waited out the whole interval)."""
+    MlemModel(model_type={"name": "v1"}).dump(str(tmp_path / "v1"))
+    link(str(tmp_path / "v1"), target=str(tmp_path / "prod"))
+    for stop in (None, threading.Event()):
+        events = watch(str(tmp_path / "prod"), interval=1e10, stop=stop)
+        assert next(events).ok
+        closer = threading.Timer(0.1, events.close)
+        closer.start()
+        started = time.monotonic()
+        assert list(events) == []
+        assert time.monotonic() - started < 30  # (a hang guard: 1e10 s before)
+        closer.join()
+        assert stop is None or not stop.is_set()  # a caller's event is left as it was
 
 
 def test_cli_watch_prints_a_line_per_change_and_stops_on_ctrl_c(tmp_path: Path) -> None:

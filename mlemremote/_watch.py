@@ -7,6 +7,9 @@ request, and no body, where the backend allows it) and resolves the alias again 
 one does not. An event is made only when the bytes of the chain differ from those last
 reported: a hop rewritten with the same bytes, or changed and changed back between two
 polls, is no change (a move by `link` always changes the bytes: each write has its id).
+A resolution reads the hops one after the other; each hop read before the last is then
+asked again (one conditional request each), and the chain is resolved again while one
+moved: a hop that moved while a later one was read never makes a chain that never was.
 
 What is reported, and what never is:
 
@@ -53,6 +56,7 @@ from mlemremote.core.errors import (
 )
 
 logger = logging.getLogger("mlemremote")
+_RESOLVE_TRIES = 3  # resolutions in one poll while hops move as they are read
 _CLOSE_SLICE = 0.5  # seconds: how soon close() ends a wait on a caller's stop event
 _LONGEST_WAIT = min(threading.TIMEOUT_MAX, 86400.0)  # one wait on an event, at most
 
@@ -259,20 +263,29 @@ class Watch(Generic[ObjT]):
             or (self.verify_every is not None and self.polls % self.verify_every == 0)
             or any(hop.loc.git_root is not None for hop in self._hops)
         )
-        if not full and not self._probe():
+        if not full and not self._probe(self._hops):
             return None
-        try:
-            objects, hops = self._resolve()
-        except MlemError as exc:
-            if is_fault(exc):
-                raise
-            return self._went_broken(exc)
-        return self._resolved(objects, hops)
+        for _ in range(_RESOLVE_TRIES):
+            try:
+                objects, hops = self._resolve()
+            except MlemError as exc:
+                if is_fault(exc):
+                    raise
+                return self._went_broken(exc)
+            # The hops were read one after the other: one that moved while a later one
+            # was read makes a chain that never was (prod's old bytes -> mid's new
+            # ones). Each hop read before the last is asked again, after it: unchanged,
+            # the chain is what the alias resolved to when the last hop was read.
+            if not self._probe([hop for hop in hops[:-1] if hop.loc.git_root is None]):
+                return self._resolved(objects, hops)
+        logger.info(_shown(f"watch {self.what}: the chain kept moving while it was read"))
+        self._hops = []  # nothing served from a torn read; the next poll reads it again
+        return None
 
-    def _probe(self) -> bool:
+    def _probe(self, hops: list[_Hop]) -> bool:
         """Does any hop's file hold other bytes than when it was read? One conditional
         read per hop, in order, up to the first that does."""
-        for hop in self._hops:
+        for hop in hops:
             try:
                 answer = store_for(hop.loc).read_if_changed(hop.loc, hop.blob)
             except MlemError as exc:

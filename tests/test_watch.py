@@ -19,12 +19,14 @@ import threading
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import fsspec
 import pytest
 from conftest import REPORT, Backend, Reads, git
 from faultproxy import FaultProxy
 
+from mlemremote import _links
 from mlemremote._stores import local as local_store
 from mlemremote.api import configured, init, link, load_meta, watch
 from mlemremote.core.errors import (
@@ -118,6 +120,34 @@ def test_watch_sees_the_middle_hop_of_a_3_hop_chain_move(backend: Backend, reads
     assert {moved.chain[1], moved.chain[2], moved.chain[3]} <= set(moved.changed)
     events.close()
     assert list(events) == []
+
+
+def test_a_hop_that_moves_while_a_later_one_is_read_is_never_served(
+    backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """prod -> mid -> v1; right after prod is read, prod moves to v2 and mid to v3: the
+    chain read (prod's old bytes, mid's new ones: v3) never was what prod resolved to,
+    and was yielded as ok. It is read again until its hops hold still: v2."""
+    so = backend.storage_options
+    a_repo(backend, "v1", "v2", "v3", links={"prod": ".mlem/link/mid.mlem", "mid": "v1.mlem"})
+    prod = backend.uri("repo", ".mlem", "link", "prod.mlem")
+    mid = backend.uri("repo", ".mlem", "link", "mid.mlem")
+    real = _links.parsed
+    moves = [(prod, "v2.mlem"), (mid, "v3.mlem")]
+
+    def parsed(loc: Any, blob: Any, build: Any) -> Any:
+        found = real(loc, blob, build)
+        if str(loc).endswith("/link/prod.mlem") and moves:
+            while moves:  # (between the read of prod and that of mid)
+                at, to = moves.pop(0)
+                backend.write(at, link_yaml(to))
+        return found
+
+    monkeypatch.setattr(_links, "parsed", parsed)
+    events = watch(prod, interval=INTERVAL, storage_options=so)
+    first = events.poll()
+    assert first is not None and first.ok and name_of(first) == "v2"
+    assert len(first.chain) == 2 and not moves
 
 
 def test_watch_reports_broken_targets_and_keeps_the_last_good(backend: Backend) -> None:

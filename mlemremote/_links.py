@@ -43,6 +43,7 @@ from mlemremote._paths import (
 from mlemremote._redact import redact
 from mlemremote._remotes import Remotes
 from mlemremote._remotes import current as current_remotes
+from mlemremote._settings import current as current_settings
 from mlemremote._stores import (
     Answer,
     Blob,
@@ -1008,6 +1009,13 @@ def write_link(
     author = _history.author_now()
     body = link.to_yaml()
     data = (body + _history.audit_comment(target, body, author, message)).encode()
+    limit = current_settings().max_metafile_bytes
+    if len(data) > limit:  # (a long message, escaped: up to 12 bytes a character)
+        raise InvalidArgumentError(
+            f"the link to write at {target} would be {len(data)} bytes, over the "
+            f"{limit}-byte cap for metafiles that every read applies (a shorter message?); "
+            "nothing was written"
+        )
     store = store_for(target)
     try:
         if expected is not None:

@@ -18,7 +18,16 @@ from conftest import Backend
 
 from mlemremote import _history
 from mlemremote._cli import main
-from mlemremote.api import configure, configured, history, init, link, rollback, unlink
+from mlemremote.api import (
+    configure,
+    configured,
+    history,
+    init,
+    link,
+    load_meta,
+    rollback,
+    unlink,
+)
 from mlemremote.core.errors import InvalidArgumentError, SettingsError
 from mlemremote.core.objects import MlemModel
 
@@ -112,6 +121,12 @@ def test_author_and_message_are_checked(
         with pytest.raises(InvalidArgumentError):
             link("v1", source_repo=repo, target="l", target_repo=repo, message=message)  # type: ignore[arg-type]
     assert not (tmp_path / "repo" / ".mlem" / "link" / "l.mlem").exists()  # nothing written
+    # A message that makes the link larger than every read accepts (escaped: 12 bytes an
+    # emoji) was written, and the alias could no longer be loaded.
+    link("v1", source_repo=repo, target="l", target_repo=repo)
+    with configured(max_metafile_bytes=16384), pytest.raises(InvalidArgumentError):
+        link("v1", source_repo=repo, target="l", target_repo=repo, message="\U0001f600" * 2000)
+    assert load_meta("l", repo=repo).object_type == "model"
     # The environment names the author too (as the CLI's processes see it); a bad one is
     # ignored, with a warning, and only it.
     from mlemremote import _settings

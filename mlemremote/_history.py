@@ -49,7 +49,7 @@ import yaml
 from mlemremote import _yaml
 from mlemremote._location import Location, at_revision, confined
 from mlemremote._paths import HISTORY_PREFIX, MLEM_DIR, join, relpath
-from mlemremote._redact import redact
+from mlemremote._redact import looks_secret, redact
 from mlemremote._settings import AUTHOR_MAX_CHARS
 from mlemremote._settings import current as current_settings
 from mlemremote._stores import Blob, Expect, read_many, store_for
@@ -145,7 +145,7 @@ def check_message(message: object) -> str | None:
             "message must be printable text (new lines and tabs allowed): control and "
             "format characters (terminal escapes, ...) are refused; nothing was written"
         )
-    if redact(message) != message:
+    if looks_secret(message):
         raise InvalidArgumentError(
             "message looks like it holds a credential (it would be stored in the history); "
             "nothing was written"

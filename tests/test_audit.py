@@ -110,14 +110,18 @@ def test_history_entries_without_an_author_still_read(tmp_path: Path) -> None:
 def test_author_and_message_are_checked(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    for bad in ("eve\x1b[2J", "a\nb", "x" * 201, "https://eve:hunter2@host", "\u202eevil"):
+    for bad in ("eve\x1b[2J", "a\nb", "x" * 201, "https://eve:hunter2@host", "\u202eevil",
+                "AKIAIOSFODNN7EXAMPLE@ci"):  # fmt: skip
         with pytest.raises(SettingsError):
             configure(author=bad)
     assert _history.author_now() == _history.default_author()
     repo = str(tmp_path / "repo")
     init(repo)
     MlemModel().dump("v1", repo=repo, external=True)
-    for message in ("\x1b]0;pwned\x07", "password=hunter2", "a" * 2001, 7):
+    # (~/.aws/credentials' form and token shapes were stored in the history for good.)
+    aws = "aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+    github = "ghp_" + "a1B2" * 9
+    for message in ("\x1b]0;pwned\x07", "password=hunter2", "a" * 2001, 7, aws, github):
         with pytest.raises(InvalidArgumentError):
             link("v1", source_repo=repo, target="l", target_repo=repo, message=message)  # type: ignore[arg-type]
     assert not (tmp_path / "repo" / ".mlem" / "link" / "l.mlem").exists()  # nothing written

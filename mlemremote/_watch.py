@@ -265,12 +265,17 @@ class Watch(Generic[ObjT]):
         )
         if not full and not self._probe(self._hops):
             return None
-        for _ in range(_RESOLVE_TRIES):
+        for attempt in range(_RESOLVE_TRIES):
             try:
                 objects, hops = self._resolve()
             except MlemError as exc:
                 if is_fault(exc):
                     raise
+                # A new broken state is confirmed by a second resolution: a torn read
+                # (prod's old bytes -> mid's new ones) can look broken too.
+                new = (type(exc).__name__, str(exc)) != self._broken
+                if new and attempt == 0:
+                    continue
                 return self._went_broken(exc)
             # The hops were read one after the other: one that moved while a later one
             # was read makes a chain that never was (prod's old bytes -> mid's new

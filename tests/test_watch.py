@@ -148,6 +148,14 @@ def test_a_hop_that_moves_while_a_later_one_is_read_is_never_served(
     first = events.poll()
     assert first is not None and first.ok and name_of(first) == "v2"
     assert len(first.chain) == 2 and not moves
+    # A torn read that looks broken (mid moved to a missing file meanwhile) is not
+    # reported as a broken target either.
+    backend.write(mid, link_yaml("v1.mlem"))
+    backend.write(prod, link_yaml(".mlem/link/mid.mlem"))  # prod -> mid -> v1 again
+    moves.extend([(prod, "v3.mlem"), (mid, "missing.mlem")])
+    event = events.poll()
+    assert event is not None and not moves
+    assert (event.ok, event.error, name_of(event)) == (True, None, "v3")
 
 
 def test_watch_reports_broken_targets_and_keeps_the_last_good(backend: Backend) -> None:

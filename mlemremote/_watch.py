@@ -16,8 +16,10 @@ What is reported, and what never is:
 - a change that resolves: an event with the new object (`ok`);
 - a change to a broken target (dangling, a cycle, a wrong type, a link the policy
   refuses, invalid YAML): an event with the error and the last good object, which stays
-  what the watch serves (`ok` is False); each broken state is reported once, and while it
-  lasts every poll resolves the alias in full, so that a repair is seen at once;
+  what the watch serves (`ok` is False); each broken state is reported once (after a
+  second resolution agrees: a chain torn by a move during its reading can look broken),
+  and while it lasts every poll resolves the alias in full, so that a repair is seen at
+  once;
 - a fault (the store cannot be reached, 5xx past the retries, a refused request): no
   event. The store's own retries run first; then the poll is given up, a warning is
   logged, `fault` says why, and the next poll comes later (the interval plus a backoff

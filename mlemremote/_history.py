@@ -32,9 +32,11 @@ authenticated; messages and authors that look like credentials are refused.
 from __future__ import annotations
 
 import getpass
+import hashlib
 import json
 import logging
 import posixpath
+import re
 import socket
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -47,7 +49,7 @@ import yaml
 from mlemremote import _yaml
 from mlemremote._location import Location, at_revision, confined
 from mlemremote._paths import HISTORY_PREFIX, MLEM_DIR, join, relpath
-from mlemremote._redact import redact
+from mlemremote._redact import looks_secret, redact
 from mlemremote._settings import AUTHOR_MAX_CHARS
 from mlemremote._settings import current as current_settings
 from mlemremote._stores import Blob, Expect, read_many, store_for
@@ -143,7 +145,7 @@ def check_message(message: object) -> str | None:
             "message must be printable text (new lines and tabs allowed): control and "
             "format characters (terminal escapes, ...) are refused; nothing was written"
         )
-    if redact(message) != message:
+    if looks_secret(message):
         raise InvalidArgumentError(
             "message looks like it holds a credential (it would be stored in the history); "
             "nothing was written"
@@ -151,20 +153,42 @@ def check_message(message: object) -> str | None:
     return message or None
 
 
-def audit_comment(author: str, message: str | None) -> str:
-    """YAML comment lines saying who made a write of a link and why (JSON strings: one
-    line each, ASCII only, whatever the text holds)."""
+def audit_comment(target: Location, body: str, author: str, message: str | None) -> str:
+    """What follows a link's YAML `body` when it is written at `target`: comment lines
+    saying who made the write and why (JSON strings: one line each, ASCII only, whatever
+    the text holds), then the write's id and a seal over the name, the body and these
+    lines. A copy of the bytes to another alias, or a hand edit that keeps the comments,
+    breaks the seal: its history entry then names no author (never the first writer's)."""
     lines = f"{_AUDIT}author: {json.dumps(author)}\n"
     if message:
         lines += f"{_AUDIT}message: {json.dumps(message)}\n"
-    return lines
+    write_id = uuid.uuid4().hex[:16]
+    seal = _seal(target, (body + lines).encode(), write_id)
+    return f"{lines}{_AUDIT}write {write_id} {seal}\n"
 
 
-def audit_of(data: bytes) -> tuple[str | None, str | None]:
-    """The author and message that `audit_comment` left in a link's bytes (None where
-    there is none, or it is not what it should be)."""
+_WRITE_LINE = re.compile(rb"# mlemremote write ([0-9a-f]{16}) ([0-9a-f]{16})\n?\Z")
+
+
+def _seal(target: Location, before: bytes, write_id: str) -> str:
+    """What binds a write's comment lines to its alias (by its path in its repo, so that
+    a copy of the whole repo keeps them) and to the bytes before them."""
+    name = target.path.encode()
+    return hashlib.sha256(b"%s\0%s\0%s" % (name, before, write_id.encode())).hexdigest()[:16]
+
+
+def audit_of(data: bytes, target: Location) -> tuple[str | None, str | None]:
+    """The author and message that `audit_comment` left in the bytes of a write of the
+    link at `target` (None where there is none, it is not what it should be, or the
+    bytes are not the ones sealed there: edited by hand, or copied from another alias)."""
     found: dict[str, str | None] = {"author": None, "message": None}
-    for line in data.splitlines():
+    sealed = _WRITE_LINE.search(data)
+    if sealed is None or (sealed.start() and data[sealed.start() - 1 : sealed.start()] != b"\n"):
+        return None, None
+    before = data[: sealed.start()]
+    if _seal(target, before, sealed.group(1).decode()) != sealed.group(2).decode():
+        return None, None
+    for line in before.splitlines():
         if not line.startswith(_AUDIT.encode()):
             continue
         key, sep, value = line[len(_AUDIT) :].partition(b": ")
@@ -355,7 +379,7 @@ def _from_versions(
             continue
         link = _build_link(blob.data, str(at_revision(target, v.version)), build)
         if link is not None:
-            author, message = audit_of(blob.data)
+            author, message = audit_of(blob.data, target)
             entries.append(HistoryEntry(v.time, link, v.version, author=author, message=message))
     _place_markers(entries, removals, {v.version: v.token for v in listed if v.token})
     _insert_removals(entries, removals)

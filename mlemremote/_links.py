@@ -12,7 +12,6 @@ import logging
 import os
 import posixpath
 import re
-import uuid
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future
 from contextlib import contextmanager, suppress
@@ -44,6 +43,7 @@ from mlemremote._paths import (
 from mlemremote._redact import redact
 from mlemremote._remotes import Remotes
 from mlemremote._remotes import current as current_remotes
+from mlemremote._settings import current as current_settings
 from mlemremote._stores import (
     Answer,
     Blob,
@@ -1007,11 +1007,15 @@ def write_link(
     # ETags (content MD5s) change with every move, so compare-and-swap sees A -> B -> A.
     # Comments before it say who made the move and why (each version keeps its own).
     author = _history.author_now()
-    data = (
-        link.to_yaml()
-        + _history.audit_comment(author, message)
-        + f"# mlemremote write {uuid.uuid4().hex[:16]}\n"
-    ).encode()
+    body = link.to_yaml()
+    data = (body + _history.audit_comment(target, body, author, message)).encode()
+    limit = current_settings().max_metafile_bytes
+    if len(data) > limit:  # (a long message, escaped: up to 12 bytes a character)
+        raise InvalidArgumentError(
+            f"the link to write at {target} would be {len(data)} bytes, over the "
+            f"{limit}-byte cap for metafiles that every read applies (a shorter message?); "
+            "nothing was written"
+        )
     store = store_for(target)
     try:
         if expected is not None:

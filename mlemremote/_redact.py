@@ -34,7 +34,13 @@ _QUERY = re.compile(
 _KEYED = re.compile(
     r"""(?i)(["']?(?:access_token|refresh_token|id_token|client_secret|private_key|"""
     r"""private_key_id|password|secret_access_key|session_token|sas_token|account_key)"""
-    r"""["']?\s*:\s*["']?)([^"',;&\s}]+)"""
+    r"""["']?\s*[:=]\s*["']?)([^"',;&\s}]+)"""
+)  # (and `aws_secret_access_key = ...`, as in ~/.aws/credentials)
+# Well-known token shapes, whatever names them: AWS access key ids, GitHub, Slack, GitLab
+# and Google API tokens (text that is stored for good, a history message, is refused).
+_TOKEN_SHAPES = re.compile(
+    r"\b(?:(?:AKIA|ASIA)[0-9A-Z]{16}|gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{22,}|"
+    r"xox[abposr]-[A-Za-z0-9-]{10,}|glpat-[A-Za-z0-9_-]{20,}|AIza[0-9A-Za-z_-]{35})"
 )
 _PEM = re.compile(
     r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?(-----END [A-Z ]*PRIVATE KEY-----|$)", re.S
@@ -98,6 +104,11 @@ def redact(text: str) -> str:
             pattern = rf"(?<![\w]){re.escape(secret)}(?![\w])"
             text = re.sub(pattern, MASK, text)
     return text
+
+
+def looks_secret(text: str) -> bool:
+    """Does `text` hold something `redact` masks, or a well-known token's shape?"""
+    return redact(text) != text or _TOKEN_SHAPES.search(text) is not None
 
 
 def printable(text: str) -> str:

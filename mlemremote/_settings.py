@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from mlemremote._redact import redact
+from mlemremote._redact import looks_secret
 from mlemremote.core.errors import SettingsError
 
 # Schemes a link may name. http(s) is left out so that a link written by someone else
@@ -127,7 +127,7 @@ def check_author(author: object) -> None:
         raise SettingsError(f"author must be at most {AUTHOR_MAX_CHARS} characters")
     if not author.isprintable():
         raise SettingsError("author must be one line of printable characters")
-    if redact(author) != author:
+    if looks_secret(author):
         raise SettingsError("author looks like it holds a credential; it is never recorded")
 
 

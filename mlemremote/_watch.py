@@ -7,14 +7,19 @@ request, and no body, where the backend allows it) and resolves the alias again 
 one does not. An event is made only when the bytes of the chain differ from those last
 reported: a hop rewritten with the same bytes, or changed and changed back between two
 polls, is no change (a move by `link` always changes the bytes: each write has its id).
+A resolution reads the hops one after the other; each hop read before the last is then
+asked again (one conditional request each), and the chain is resolved again while one
+moved: a hop that moved while a later one was read never makes a chain that never was.
 
 What is reported, and what never is:
 
 - a change that resolves: an event with the new object (`ok`);
 - a change to a broken target (dangling, a cycle, a wrong type, a link the policy
   refuses, invalid YAML): an event with the error and the last good object, which stays
-  what the watch serves (`ok` is False); each broken state is reported once, and while it
-  lasts every poll resolves the alias in full, so that a repair is seen at once;
+  what the watch serves (`ok` is False); each broken state is reported once (after a
+  second resolution agrees: a chain torn by a move during its reading can look broken),
+  and while it lasts every poll resolves the alias in full, so that a repair is seen at
+  once;
 - a fault (the store cannot be reached, 5xx past the retries, a refused request): no
   event. The store's own retries run first; then the poll is given up, a warning is
   logged, `fault` says why, and the next poll comes later (the interval plus a backoff
@@ -32,6 +37,7 @@ from __future__ import annotations
 import logging
 import random
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -52,6 +58,9 @@ from mlemremote.core.errors import (
 )
 
 logger = logging.getLogger("mlemremote")
+_RESOLVE_TRIES = 3  # resolutions in one poll while hops move as they are read
+_CLOSE_SLICE = 0.5  # seconds: how soon close() ends a wait on a caller's stop event
+_LONGEST_WAIT = min(threading.TIMEOUT_MAX, 86400.0)  # one wait on an event, at most
 
 
 class Hop(Protocol):
@@ -158,6 +167,7 @@ class Watch(Generic[ObjT]):
         self.jitter = jitter
         self.verify_every = verify_every
         self.max_events = max_events
+        self._own_stop = stop is None
         self._stop = stop if stop is not None else threading.Event()
         self._closed = False
         self._random = random.Random()
@@ -181,7 +191,7 @@ class Watch(Generic[ObjT]):
         while True:
             if self._done():
                 raise StopIteration
-            if self.polls and self._stop.wait(self.next_wait()):
+            if self.polls and self._wait(self.next_wait()):
                 raise StopIteration
             if self._closed:
                 raise StopIteration
@@ -194,9 +204,26 @@ class Watch(Generic[ObjT]):
         return self._closed or spent or self._stop.is_set()
 
     def close(self) -> None:
-        """End the iteration (from another thread, set the `stop` event instead: a
-        wait in progress ends only then)."""
+        """End the iteration; from another thread too (a wait in progress ends within
+        `_CLOSE_SLICE` seconds, at once when the watch has its own `stop` event)."""
         self._closed = True
+        if self._own_stop:
+            self._stop.set()
+
+    def _wait(self, seconds: float) -> bool:
+        """Wait `seconds`; True when the watch was stopped or closed meanwhile. (An
+        event's wait cannot be longer than `threading.TIMEOUT_MAX`: an interval of a
+        billion seconds raised OverflowError; a caller's `stop` event is waited on in
+        slices, so that `close()` from another thread ends the wait too.)"""
+        end = time.monotonic() + seconds
+        while not self._closed:
+            left = end - time.monotonic()
+            if left <= 0:
+                return False
+            step = left if self._own_stop else _CLOSE_SLICE
+            if self._stop.wait(min(left, step, _LONGEST_WAIT)):
+                return True
+        return True
 
     def __enter__(self) -> Watch[ObjT]:
         return self
@@ -238,20 +265,34 @@ class Watch(Generic[ObjT]):
             or (self.verify_every is not None and self.polls % self.verify_every == 0)
             or any(hop.loc.git_root is not None for hop in self._hops)
         )
-        if not full and not self._probe():
+        if not full and not self._probe(self._hops):
             return None
-        try:
-            objects, hops = self._resolve()
-        except MlemError as exc:
-            if is_fault(exc):
-                raise
-            return self._went_broken(exc)
-        return self._resolved(objects, hops)
+        for attempt in range(_RESOLVE_TRIES):
+            try:
+                objects, hops = self._resolve()
+            except MlemError as exc:
+                if is_fault(exc):
+                    raise
+                # A new broken state is confirmed by a second resolution: a torn read
+                # (prod's old bytes -> mid's new ones) can look broken too.
+                new = (type(exc).__name__, str(exc)) != self._broken
+                if new and attempt == 0:
+                    continue
+                return self._went_broken(exc)
+            # The hops were read one after the other: one that moved while a later one
+            # was read makes a chain that never was (prod's old bytes -> mid's new
+            # ones). Each hop read before the last is asked again, after it: unchanged,
+            # the chain is what the alias resolved to when the last hop was read.
+            if not self._probe([hop for hop in hops[:-1] if hop.loc.git_root is None]):
+                return self._resolved(objects, hops)
+        logger.info(_shown(f"watch {self.what}: the chain kept moving while it was read"))
+        self._hops = []  # nothing served from a torn read; the next poll reads it again
+        return None
 
-    def _probe(self) -> bool:
+    def _probe(self, hops: list[_Hop]) -> bool:
         """Does any hop's file hold other bytes than when it was read? One conditional
         read per hop, in order, up to the first that does."""
-        for hop in self._hops:
+        for hop in hops:
             try:
                 answer = store_for(hop.loc).read_if_changed(hop.loc, hop.blob)
             except MlemError as exc:

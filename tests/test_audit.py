@@ -18,7 +18,16 @@ from conftest import Backend
 
 from mlemremote import _history
 from mlemremote._cli import main
-from mlemremote.api import configure, configured, history, init, link, rollback, unlink
+from mlemremote.api import (
+    configure,
+    configured,
+    history,
+    init,
+    link,
+    load_meta,
+    rollback,
+    unlink,
+)
 from mlemremote.core.errors import InvalidArgumentError, SettingsError
 from mlemremote.core.objects import MlemModel
 
@@ -56,6 +65,34 @@ def test_moves_record_author_and_message(versioned_backend: Backend) -> None:
     assert f"# mlemremote author: {json.dumps(me)}\n".encode() in written
 
 
+def test_an_author_is_never_taken_from_bytes_edited_or_copied_by_hand(
+    versioned_backend: Backend,
+) -> None:
+    """A link's comment lines are sealed to its bytes and its name: a hand edit that
+    keeps them (sed, an editor), or a copy to another alias (`aws s3 cp`), is a move
+    nobody is recorded to have made, never one by the first link's author."""
+    b = versioned_backend
+    so = {"storage_options": b.storage_options}
+    repo = b.uri("repo")
+    b.write(b.uri("repo", ".mlem", "config.yaml"), "")
+    for name in ("v1", "v2"):
+        b.write(b.uri("repo", f"{name}.mlem"), f"object_type: model\nmodel_type: {{v: {name}}}\n")
+    with configured(author="alice@ci"):
+        link("v1", source_repo=repo, target="latest", target_repo=repo, message="first", **so)
+    at = b.uri("repo", ".mlem", "link", "latest.mlem")
+    data = b.read(at)
+    b.write(at, data.replace(b"v1.mlem", b"v2.mlem"))  # by hand, the comments kept
+    b.write(b.uri("repo", ".mlem", "link", "staging.mlem"), data)  # a copy
+    edited = history("latest", repo=repo, **so)
+    assert [(e.link.path if e.link else None, e.author, e.message) for e in edited] == [
+        ("v2.mlem", None, None),
+        ("v1.mlem", "alice@ci", "first"),
+    ]
+    (copied,) = history("staging", repo=repo, **so)
+    assert copied.link is not None and copied.link.path == "v1.mlem"
+    assert (copied.author, copied.message) == (None, None)
+
+
 def test_history_entries_without_an_author_still_read(tmp_path: Path) -> None:
     """Entries written before authors were recorded: shown with author None."""
     repo = str(tmp_path / "repo")
@@ -73,17 +110,27 @@ def test_history_entries_without_an_author_still_read(tmp_path: Path) -> None:
 def test_author_and_message_are_checked(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    for bad in ("eve\x1b[2J", "a\nb", "x" * 201, "https://eve:hunter2@host", "\u202eevil"):
+    for bad in ("eve\x1b[2J", "a\nb", "x" * 201, "https://eve:hunter2@host", "\u202eevil",
+                "AKIAIOSFODNN7EXAMPLE@ci"):  # fmt: skip
         with pytest.raises(SettingsError):
             configure(author=bad)
     assert _history.author_now() == _history.default_author()
     repo = str(tmp_path / "repo")
     init(repo)
     MlemModel().dump("v1", repo=repo, external=True)
-    for message in ("\x1b]0;pwned\x07", "password=hunter2", "a" * 2001, 7):
+    # (~/.aws/credentials' form and token shapes were stored in the history for good.)
+    aws = "aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+    github = "ghp_" + "a1B2" * 9
+    for message in ("\x1b]0;pwned\x07", "password=hunter2", "a" * 2001, 7, aws, github):
         with pytest.raises(InvalidArgumentError):
             link("v1", source_repo=repo, target="l", target_repo=repo, message=message)  # type: ignore[arg-type]
     assert not (tmp_path / "repo" / ".mlem" / "link" / "l.mlem").exists()  # nothing written
+    # A message that makes the link larger than every read accepts (escaped: 12 bytes an
+    # emoji) was written, and the alias could no longer be loaded.
+    link("v1", source_repo=repo, target="l", target_repo=repo)
+    with configured(max_metafile_bytes=16384), pytest.raises(InvalidArgumentError):
+        link("v1", source_repo=repo, target="l", target_repo=repo, message="\U0001f600" * 2000)
+    assert load_meta("l", repo=repo).object_type == "model"
     # The environment names the author too (as the CLI's processes see it); a bad one is
     # ignored, with a warning, and only it.
     from mlemremote import _settings

@@ -142,7 +142,7 @@ def test_link_format_is_mlem(backend: Backend) -> None:
     assert lines[-1].startswith("# ")  # the comments come after the YAML
     # Who made the move (issue 13), then the write id.
     assert re.fullmatch(r'# mlemremote author: "[^"\n]+"', comments[0])
-    assert re.fullmatch(r"# mlemremote write [0-9a-f]{16}", comments[-1])
+    assert re.fullmatch(r"# mlemremote write [0-9a-f]{16} [0-9a-f]{16}", comments[-1])
     assert len(comments) == 2
 
 

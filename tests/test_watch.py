@@ -15,14 +15,18 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import fsspec
 import pytest
 from conftest import REPORT, Backend, Reads, git
 from faultproxy import FaultProxy
 
+from mlemremote import _links
 from mlemremote._stores import local as local_store
 from mlemremote.api import configured, init, link, load_meta, watch
 from mlemremote.core.errors import (
@@ -116,6 +120,42 @@ def test_watch_sees_the_middle_hop_of_a_3_hop_chain_move(backend: Backend, reads
     assert {moved.chain[1], moved.chain[2], moved.chain[3]} <= set(moved.changed)
     events.close()
     assert list(events) == []
+
+
+def test_a_hop_that_moves_while_a_later_one_is_read_is_never_served(
+    backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """prod -> mid -> v1; right after prod is read, prod moves to v2 and mid to v3: the
+    chain read (prod's old bytes, mid's new ones: v3) never was what prod resolved to,
+    and was yielded as ok. It is read again until its hops hold still: v2."""
+    so = backend.storage_options
+    a_repo(backend, "v1", "v2", "v3", links={"prod": ".mlem/link/mid.mlem", "mid": "v1.mlem"})
+    prod = backend.uri("repo", ".mlem", "link", "prod.mlem")
+    mid = backend.uri("repo", ".mlem", "link", "mid.mlem")
+    real = _links.parsed
+    moves = [(prod, "v2.mlem"), (mid, "v3.mlem")]
+
+    def parsed(loc: Any, blob: Any, build: Any) -> Any:
+        found = real(loc, blob, build)
+        if str(loc).endswith("/link/prod.mlem") and moves:
+            while moves:  # (between the read of prod and that of mid)
+                at, to = moves.pop(0)
+                backend.write(at, link_yaml(to))
+        return found
+
+    monkeypatch.setattr(_links, "parsed", parsed)
+    events = watch(prod, interval=INTERVAL, storage_options=so)
+    first = events.poll()
+    assert first is not None and first.ok and name_of(first) == "v2"
+    assert len(first.chain) == 2 and not moves
+    # A torn read that looks broken (mid moved to a missing file meanwhile) is not
+    # reported as a broken target either.
+    backend.write(mid, link_yaml("v1.mlem"))
+    backend.write(prod, link_yaml(".mlem/link/mid.mlem"))  # prod -> mid -> v1 again
+    moves.extend([(prod, "v3.mlem"), (mid, "missing.mlem")])
+    event = events.poll()
+    assert event is not None and not moves
+    assert (event.ok, event.error, name_of(event)) == (True, None, "v3")
 
 
 def test_watch_reports_broken_targets_and_keeps_the_last_good(backend: Backend) -> None:
@@ -282,6 +322,24 @@ def test_watch_arguments_are_checked(tmp_path: Path) -> None:
                 {"verify_every": True}, {"stop": object()}):  # fmt: skip
         with pytest.raises(InvalidArgumentError):
             watch(str(tmp_path / "x"), **bad)  # type: ignore[arg-type]
+
+
+def test_close_from_another_thread_ends_a_long_wait(tmp_path: Path) -> None:
+    """An interval past `threading.TIMEOUT_MAX` waited (it raised OverflowError, not an
+    MlemError); `close()` from another thread ends the wait, with the watch's own stop
+    event or a caller's (it waited out the whole interval)."""
+    MlemModel(model_type={"name": "v1"}).dump(str(tmp_path / "v1"))
+    link(str(tmp_path / "v1"), target=str(tmp_path / "prod"))
+    for stop in (None, threading.Event()):
+        events = watch(str(tmp_path / "prod"), interval=1e10, stop=stop)
+        assert next(events).ok
+        closer = threading.Timer(0.1, events.close)
+        closer.start()
+        started = time.monotonic()
+        assert list(events) == []
+        assert time.monotonic() - started < 30  # (a hang guard: 1e10 s before)
+        closer.join()
+        assert stop is None or not stop.is_set()  # a caller's event is left as it was
 
 
 def test_cli_watch_prints_a_line_per_change_and_stops_on_ctrl_c(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ import enum
 import json
 import logging
 import sys
+import threading  # (logging imports it: no start-up cost)
 import traceback
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
@@ -823,10 +824,18 @@ def watch(
     from mlemremote.core.errors import MlemError
 
     options = parse_storage_options(storage_option)
+    stop = threading.Event()
+    reader_gone = _when_reader_goes(sys.stdout, stop.set)
     events = _run(
         verbose,
         lambda: do_watch(
-            path, repo, rev, interval=interval, max_events=max_events, storage_options=options
+            path,
+            repo,
+            rev,
+            interval=interval,
+            max_events=max_events,
+            stop=stop,
+            storage_options=options,
         ),
     )
     try:
@@ -839,6 +848,37 @@ def watch(
         raise typer.Exit(2) from None
     finally:
         events.close()
+    if reader_gone.is_set():
+        raise typer.Exit(141)  # as a shell says SIGPIPE
+
+
+def _when_reader_goes(stream: Any, then: Callable[[], None]) -> threading.Event:
+    """Call `then` once the reader of the pipe `stream` is gone (`watch | head -1`): a
+    watch whose alias never moves would otherwise never write again, so never learn it
+    (as `tail -f` does, by polling the pipe's write end for POLLERR)."""
+    import os
+    import select
+    import stat
+
+    gone = threading.Event()
+    try:
+        fd = stream.fileno()
+        is_pipe = stat.S_ISFIFO(os.fstat(fd).st_mode)
+    except (AttributeError, OSError, ValueError):
+        return gone
+    if not is_pipe or not hasattr(select, "poll"):
+        return gone
+
+    def wait() -> None:
+        poller = select.poll()
+        poller.register(fd, 0)  # POLLERR and POLLHUP are reported whatever is asked
+        while not any(ev & (select.POLLERR | select.POLLHUP) for _, ev in poller.poll()):
+            pass
+        gone.set()
+        then()
+
+    threading.Thread(target=wait, name="stdout-reader", daemon=True).start()
+    return gone
 
 
 def main(argv: list[str] | None = None) -> None:

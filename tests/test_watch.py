@@ -375,3 +375,27 @@ def test_cli_watch_prints_a_line_per_change_and_stops_on_ctrl_c(tmp_path: Path) 
             proc.kill()
     assert proc.returncode == 0, err
     assert "Traceback" not in err
+
+
+def test_cli_watch_ends_when_its_reader_goes(tmp_path: Path) -> None:
+    """`mlemremote watch prod | head -1` on an alias that never moves: the watch would
+    never write again, so never learn the pipe is closed; it ends (141, as SIGPIPE)."""
+    repo = str(tmp_path / "repo")
+    init(repo)
+    MlemModel().dump("v1", repo=repo, external=True)
+    link("v1", source_repo=repo, target="prod", target_repo=repo)
+    proc = subprocess.Popen(
+        [SCRIPT, "watch", "prod", "-r", repo, "--interval", str(INTERVAL)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        assert json.loads(proc.stdout.readline())["status"] == "ok"
+        proc.stdout.close()  # as `head -1` exits
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 141

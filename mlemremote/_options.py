@@ -725,8 +725,11 @@ def _check_shared_endpoint(
     otherwise receive your bearer tokens and SAS tokens (GCS, Azure) or your signed
     requests (S3). Refused, unless the access is anonymous, one of your own sources names
     the same endpoint (the call's options, your remote, fsspec's configuration, the SDK's
-    endpoint variable), or your user config has a remote for the same URL as the repo's
-    remote, or a longer one (the documented split: the repo says where, you say who)."""
+    endpoint variable), or your user config has a remote for the very URL of the repo's
+    remote (the documented split: the repo says where, you say who). Not one for a longer
+    or a shorter URL: a repo's remote for `s3://` would otherwise borrow every remote of
+    yours, and yours for `s3://bucket/x` was not written for what the repo says of
+    `s3://bucket`."""
     if rules.endpoint is None or rules.endpoint not in merged:
         return
     value, layer = merged[rules.endpoint]
@@ -735,10 +738,7 @@ def _check_shared_endpoint(
     if rules.anonymous({path: v for path, (v, _) in merged.items()}):
         return
     if any(
-        not source.shared
-        and source.url
-        and len(source.url.rstrip("/")) >= len(layer.url.rstrip("/"))
-        for source in stack
+        not source.shared and source.url.rstrip("/") == layer.url.rstrip("/") for source in stack
     ):
         return
     yours = {

@@ -154,8 +154,11 @@ def test_a_repos_endpoint_is_used_when_you_trust_it(
     # Your remote for a shorter URL (a whole bucket, every bucket) does not vouch for it.
     no_user_config.write_text(yaml.safe_dump({"remotes": {"all": {"url": "s3://bucket"}}}))
     assert problem() is not None
+    # Nor one for a longer URL: it was not written for what the repo says of a shorter one.
+    no_user_config.write_text(yaml.safe_dump({"remotes": {"x": {"url": "s3://bucket/models/m"}}}))
+    assert explain_storage_options("s3://bucket/models/m/x", repo=repo).problem is not None
     # Your remote for the same URL (the documented split: the repo says where, you who).
-    no_user_config.write_text(yaml.safe_dump({"remotes": {"m": {"url": "s3://bucket/models"}}}))
+    no_user_config.write_text(yaml.safe_dump({"remotes": {"m": {"url": "s3://bucket/models/"}}}))
     assert problem() is None
     no_user_config.unlink()
     # The same endpoint named by your environment or fsspec's configuration.
@@ -165,6 +168,11 @@ def test_a_repos_endpoint_is_used_when_you_trust_it(
     monkeypatch.setitem(fsspec.config.conf, "s3", {"endpoint_url": endpoint})
     assert problem() is None
     monkeypatch.delitem(fsspec.config.conf, "s3")
+    # A repo's remote for every s3:// URL borrows none of your remotes.
+    broad = repo_with_remote(tmp_path / "broad", "s3://", {"endpoint_url": endpoint})
+    no_user_config.write_text(yaml.safe_dump({"remotes": {"b": {"url": "s3://bucket"}}}))
+    assert explain_storage_options("s3://bucket/m.mlem", repo=broad).problem is not None
+    no_user_config.unlink()
     # Anonymous access sends no credentials.
     repo = repo_with_remote(
         tmp_path / "anon", "s3://bucket", {"endpoint_url": endpoint, "anon": True}

@@ -28,7 +28,11 @@ How they merge (`plan_for`):
   silently undoes it;
 - two spellings with different values, or two alternatives, in one source; an option the
   backend does not take: `StorageOptionError`, one line naming the option and its source
-  (never the value).
+  (never the value);
+- an endpoint only a repo's remote names gets no credentials of yours (unless anonymous,
+  or you name the same endpoint, or your user config has a remote for the very URL of
+  the repo's remote); an adlfs credential variable (`$AZURE_STORAGE_ACCOUNT_KEY`, ...)
+  that would replace the credential the options chose: `StorageOptionError` too.
 
 `Plan.rows` tell every option used, every one overridden and every SDK variable in play,
 with its source, secrets masked (`api.explain_storage_options`, `show --explain-config`).

@@ -83,8 +83,10 @@ StorageOptions = Annotated[
     typer.Option(
         "--storage-option",
         "-o",
-        help="KEY=VALUE passed to the filesystem (repeatable; dotted keys nest, e.g. "
-        "client_kwargs.endpoint_url=http://127.0.0.1:9000).",
+        help="KEY=VALUE passed to the filesystem (repeatable, each KEY once; dotted keys "
+        "nest, e.g. client_kwargs.endpoint_url=http://127.0.0.1:9000). VALUE is read as "
+        "YAML (true, 5, {a: 1}), except for a secret's KEY (key, secret, token, "
+        "connection_string, ...): taken as written unless it starts with '{'.",
     ),
 ]
 Verbose = Annotated[
@@ -116,18 +118,31 @@ def parse_storage_options(items: list[str] | None) -> dict[str, Any] | None:
     if not items:
         return None
     from mlemremote import _yaml
+    from mlemremote._redact import is_secret_name
     from mlemremote.core.errors import MlemError
 
     options: dict[str, Any] = {}
+    given: dict[str, int] = {}
     for number, item in enumerate(items, 1):
         key, sep, raw = item.partition("=")
         # Values are never echoed: they are often secrets.
         if not sep or not key or "" in key.split("."):
             raise typer.BadParameter(f"storage option {number} is not KEY=VALUE")
-        try:
-            value = _yaml.load(raw.encode(), f"the value of {key}") if raw else ""
-        except MlemError as exc:
-            raise typer.BadParameter(str(exc)) from None
+        if key in given:
+            # The later one would silently win: say which two (by number, not value).
+            raise typer.BadParameter(
+                f"storage option {key} is given twice (-o number {given[key]} and {number})"
+            )
+        given[key] = number
+        if is_secret_name(key.rsplit(".", 1)[-1]) and not raw.lstrip().startswith("{"):
+            # A credential as written: YAML would turn 0123 into 83, `a: b` into a
+            # mapping, and refuse one that starts with @, *, % or !.
+            value: Any = raw
+        else:
+            try:
+                value = _yaml.load(raw.encode(), f"the value of {key}") if raw else ""
+            except MlemError as exc:
+                raise typer.BadParameter(str(exc)) from None
         node = options
         *parents, last = key.split(".")
         for part in parents:
@@ -136,6 +151,8 @@ def parse_storage_options(items: list[str] | None) -> dict[str, Any] | None:
                 raise typer.BadParameter(f"storage option {key} conflicts with {part}")
         if isinstance(node.get(last), dict):
             raise typer.BadParameter(f"storage option {key} conflicts with {key}.*")
+        if last in node:  # (given inside an earlier mapping: `-o a={b: 1} -o a.b=2`)
+            raise typer.BadParameter(f"storage option {key} is given twice")
         node[last] = value
     return options
 

@@ -28,7 +28,11 @@ How they merge (`plan_for`):
   silently undoes it;
 - two spellings with different values, or two alternatives, in one source; an option the
   backend does not take: `StorageOptionError`, one line naming the option and its source
-  (never the value).
+  (never the value);
+- an endpoint only a repo's remote names gets no credentials of yours (unless anonymous,
+  or you name the same endpoint, or your user config has a remote for the very URL of
+  the repo's remote); an adlfs credential variable (`$AZURE_STORAGE_ACCOUNT_KEY`, ...)
+  that would replace the credential the options chose: `StorageOptionError` too.
 
 `Plan.rows` tell every option used, every one overridden and every SDK variable in play,
 with its source, secrets masked (`api.explain_storage_options`, `show --explain-config`).
@@ -80,6 +84,8 @@ class Layer:
     source: str
     options: Mapping[str, Any]
     detail: Mapping[str, str] = field(default_factory=dict)
+    shared: bool = False  # a repo's config: written by others
+    url: str = ""  # a remote's: the URL it is for
 
     def where(self, path: OptionPath) -> str:
         extra = self.detail.get(path[0])
@@ -157,6 +163,10 @@ class Rules:
     accepted: Callable[..., frozenset[str]] | None = None
     nested: Mapping[str, Callable[..., frozenset[str]]] = field(default_factory=dict)
     hints: Mapping[str, str] = field(default_factory=dict)
+    # Where requests (and so credentials) go: the option, and whether the merged options
+    # send none (anonymous access).
+    endpoint: OptionPath | None = None
+    anonymous: Callable[[Mapping[OptionPath, Any]], bool] = lambda merged: False
 
 
 def _paths(*names: str) -> frozenset[OptionPath]:
@@ -180,12 +190,33 @@ def _named(func: Any) -> set[str]:
     return {p.name for p in params if p.kind in kinds} - {"self"}
 
 
+def _init_names(cls: type[AbstractFileSystem]) -> set[str]:
+    """The keyword arguments `cls(...)` names: its own `__init__`'s and, while an
+    `__init__` takes `**kwargs` (and so hands them on), those of the classes it inherits
+    from. (gcsfs's `ExtendedGcsFileSystem`, the class for gs:// unless
+    `GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT=false`, names only its own few and hands the rest
+    to `GCSFileSystem`.)"""
+    names: set[str] = set()
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        names |= _named(init)
+        try:
+            params = inspect.signature(init).parameters.values()
+        except (TypeError, ValueError):  # pragma: no cover - a C function
+            break
+        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+            break
+    return names
+
+
 @functools.cache
 def _s3_accepted(cls: type[AbstractFileSystem]) -> frozenset[str]:
     # s3fs hands what it does not name to aiobotocore's session (`profile`, ...).
     from aiobotocore.session import AioSession
 
-    return frozenset(_named(cls.__init__) | _named(AioSession.__init__) | _FSSPEC)
+    return frozenset(_init_names(cls) | _named(AioSession.__init__) | _FSSPEC)
 
 
 @functools.cache
@@ -207,7 +238,7 @@ def _gcs_accepted(cls: type[AbstractFileSystem]) -> frozenset[str]:
     # gcsfs hands the rest to fsspec, which ignores what it does not know.
     from fsspec.asyn import AsyncFileSystem
 
-    return frozenset(_named(cls.__init__) | _named(AsyncFileSystem.__init__) | _FSSPEC)
+    return frozenset(_init_names(cls) | _named(AsyncFileSystem.__init__) | _FSSPEC)
 
 
 # adlfs hands the rest to azure-identity's DefaultAzureCredential (when it uses one).
@@ -222,7 +253,7 @@ _AZURE_IDENTITY = frozenset({
 
 @functools.cache
 def _azure_accepted(cls: type[AbstractFileSystem]) -> frozenset[str]:
-    return frozenset(_named(cls.__init__) | _FSSPEC | _AZURE_IDENTITY)
+    return frozenset(_init_names(cls) | _FSSPEC | _AZURE_IDENTITY)
 
 
 def _gcs_timeout(seconds: float) -> list[tuple[OptionPath, Any]]:
@@ -265,6 +296,8 @@ S3 = Rules(
     accepted=_s3_accepted,
     nested={"client_kwargs": _s3_client_kwargs, "config_kwargs": _s3_config_kwargs},
     hints={"region_name": "client_kwargs.region_name", "region": "client_kwargs.region_name"},
+    endpoint=("endpoint_url",),
+    anonymous=lambda merged: merged.get(("anon",)) is True,
 )
 GCS = Rules(
     "gcsfs",
@@ -278,7 +311,16 @@ GCS = Rules(
     ),
     timeout=_gcs_timeout,
     accepted=_gcs_accepted,
+    endpoint=("endpoint_url",),
+    anonymous=lambda merged: merged.get(("token",)) == "anon",
 )
+# The variables adlfs reads for a credential (each when its option is not given), in the
+# order it prefers them (a connection string: `_check_azure_environment`).
+_AZURE_CREDENTIAL_ENV = {
+    "account_key": "AZURE_STORAGE_ACCOUNT_KEY",
+    "sas_token": "AZURE_STORAGE_SAS_TOKEN",
+    "client_id": "AZURE_STORAGE_CLIENT_ID",
+}
 _AZURE_ACCOUNT = ("account_name", "account_host", "account_key", "sas_token", "credential")
 _AZURE_PRINCIPAL = ("client_id", "client_secret", "tenant_id")
 AZURE = Rules(
@@ -307,6 +349,13 @@ AZURE = Rules(
     ),
     timeout=lambda seconds: [(("connection_timeout",), seconds)],
     accepted=_azure_accepted,
+    endpoint=("account_host",),
+    # (adlfs signs in with a key, SAS token or service principal from the environment
+    # even when `anon` is true.)
+    anonymous=lambda merged: (
+        merged.get(("anon",)) is True
+        and not any(os.environ.get(name) for name in _AZURE_CREDENTIAL_ENV.values())
+    ),
 )
 GENERIC = Rules("fsspec")
 
@@ -353,7 +402,11 @@ def remote_layer(remote: Remote, whose: str) -> Layer:
     """A remote's options, secrets read from the environment now."""
     detail = {option: f"${variable}" for option, variable in remote.env.items()}
     return Layer(
-        f"{whose} remote {remote.name!r} in {remote.origin}", remote.storage_options(), detail
+        f"{whose} remote {remote.name!r} in {remote.origin}",
+        remote.storage_options(),
+        detail,
+        shared=whose == "the repo's",
+        url=remote.url,
     )
 
 
@@ -539,6 +592,8 @@ def plan_for(
     try:
         _check_known(cls, rules, merged)
         _check_azure_environment(rules, merged)
+        _check_azure_credential_environment(rules, merged)
+        _check_shared_endpoint(rules, stack, flats, merged)
     except StorageOptionError as exc:
         if strict:
             raise
@@ -625,6 +680,91 @@ def _check_azure_environment(rules: Rules, merged: Mapping[OptionPath, tuple[Any
             "no connection_string is given; give connection_string, or unset "
             "AZURE_STORAGE_CONNECTION_STRING"
         )
+
+
+def _check_azure_credential_environment(
+    rules: Rules, merged: Mapping[OptionPath, tuple[Any, Layer]]
+) -> None:
+    """adlfs reads `$AZURE_STORAGE_ACCOUNT_KEY`, `_SAS_TOKEN` and `_CLIENT_ID` for each
+    option not given, then prefers a key to a SAS token to a service principal to
+    anonymous access: a variable for a preferred one silently replaces the credential
+    the options chose (a SAS token given with `-o` signed with the environment's key).
+    Refused by name, as the options' alternatives are."""
+    if rules is not AZURE or merged.get(("connection_string",), (None,))[0]:
+        return
+    given = [
+        option
+        for option in ("credential", "account_key", "sas_token", "client_id", "anon")
+        if merged.get((option,), (None,))[0]
+    ]
+    if not given or given[0] in ("credential", "account_key"):
+        return  # nothing chosen (the environment decides), or nothing adlfs prefers to it
+    order = list(_AZURE_CREDENTIAL_ENV)
+    chosen = given[0]
+    before = order[: order.index(chosen)] if chosen in order else order
+    for option in before:
+        variable = _AZURE_CREDENTIAL_ENV[option]
+        if os.environ.get(variable):
+            layer = merged[(chosen,)][1]
+            raise StorageOptionError(
+                f"storage option {chosen} ({layer.where((chosen,))}) would be ignored: adlfs "
+                f"signs in with ${variable} (the SDK's environment) instead; unset "
+                f"{variable}, or give {option} yourself"
+            )
+
+
+def _endpoint_key(value: Any) -> str:
+    return str(value).strip().rstrip("/").lower()
+
+
+def _check_shared_endpoint(
+    rules: Rules,
+    stack: Sequence[Layer],
+    flats: Sequence[Mapping[OptionPath, Any]],
+    merged: Mapping[OptionPath, tuple[Any, Layer]],
+) -> None:
+    """A repo's remote may say where a bucket is, but your credentials (from your remote,
+    fsspec's configuration, the SDK's environment or its default chain) are never sent to
+    an endpoint only a repo names: a repo is written by others, and its remote would
+    otherwise receive your bearer tokens and SAS tokens (GCS, Azure) or your signed
+    requests (S3). Refused, unless the access is anonymous, one of your own sources names
+    the same endpoint (the call's options, your remote, fsspec's configuration, the SDK's
+    endpoint variable), or your user config has a remote for the very URL of the repo's
+    remote (the documented split: the repo says where, you say who). Not one for a longer
+    or a shorter URL: a repo's remote for `s3://` would otherwise borrow every remote of
+    yours, and yours for `s3://bucket/x` was not written for what the repo says of
+    `s3://bucket`."""
+    if rules.endpoint is None or rules.endpoint not in merged:
+        return
+    value, layer = merged[rules.endpoint]
+    if not layer.shared or value is None or value == "":
+        return
+    if rules.anonymous({path: v for path, (v, _) in merged.items()}):
+        return
+    if any(
+        not source.shared and source.url.rstrip("/") == layer.url.rstrip("/") for source in stack
+    ):
+        return
+    yours = {
+        _endpoint_key(flat[rules.endpoint])
+        for source, flat in zip(stack, flats, strict=True)
+        if not source.shared and flat.get(rules.endpoint) is not None
+    }
+    yours |= {
+        _endpoint_key(os.environ[var.name])
+        for var in rules.environment
+        if var.option == _dotted(rules.endpoint) and os.environ.get(var.name)
+    }
+    if _endpoint_key(value) in yours:
+        return
+    name = _dotted(rules.endpoint)
+    raise StorageOptionError(
+        f"storage option {name} ({layer.where(rules.endpoint)}) names an endpoint none of "
+        "your own settings name: your credentials are not sent where a repo alone says; "
+        f"to trust it, add a remote for {redact(layer.url)} to your user config (with your "
+        f"credentials as env:), or give the same {name} yourself, or make the access "
+        "anonymous"
+    )
 
 
 def _environment_rows(rules: Rules, merged: Mapping[OptionPath, tuple[Any, Layer]]) -> list[Row]:

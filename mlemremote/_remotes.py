@@ -15,7 +15,9 @@ Two places define them, both as a `remotes:` mapping of name -> settings:
         env: {key: ONPREM_ACCESS_KEY, secret: ONPREM_SECRET_KEY}   # user config only
 
 For a URI, each config's remote with the longest matching `url` applies; the user's
-options win over the repo's (see `_options` for every source and its precedence).
+options win over the repo's (see `_options` for every source and its precedence). An
+endpoint that only the repo's remote names gets none of your credentials unless your
+user config has a remote for the very same `url` (the repo says where, you say who).
 
 A remote of the user's config can also serve other URLs, as Git's `url.<base>.insteadOf`
 does: a URL that starts with one of its `insteadof` prefixes is read from its `url`

@@ -252,6 +252,7 @@ def resolve(
             f"storage_options must be a mapping of option names to values, not "
             f"{type(storage_options).__name__}"
         )
+    storage_options = storage_options or None  # ({} is no options: the remotes still apply)
     in_git = _remote_git(path, repo, rev)
     if in_git is not None:
         return in_git
@@ -622,6 +623,7 @@ def explain_options(
             f"storage_options must be a mapping of option names to values, not "
             f"{type(storage_options).__name__}"
         )
+    storage_options = storage_options or None  # (as `resolve`)
     if repo is None:
         return _explain_named(path, storage_options, "named in the call")
     repo_loc = resolve(repo, storage_options=storage_options)

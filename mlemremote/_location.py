@@ -245,14 +245,7 @@ def resolve(
     >>> resolve("memory://models/rf.mlem").uri
     'memory:///models/rf.mlem'
     """
-    if not isinstance(path, str) or not path.strip() or not _printable(path):
-        raise InvalidLinkError(f"not a valid path: {_short(path)}")
-    if storage_options is not None and not isinstance(storage_options, Mapping):
-        raise InvalidArgumentError(
-            f"storage_options must be a mapping of option names to values, not "
-            f"{type(storage_options).__name__}"
-        )
-    storage_options = storage_options or None  # ({} is no options: the remotes still apply)
+    storage_options = _checked_arguments(path, storage_options)
     in_git = _remote_git(path, repo, rev)
     if in_git is not None:
         return in_git
@@ -610,12 +603,9 @@ class Explanation:
         }
 
 
-def explain_options(
-    path: str, repo: str | None = None, *, storage_options: Mapping[str, Any] | None = None
-) -> Explanation:
-    """The storage options a call would open `path` with (in `repo`), and where each
-    comes from; nothing is read, except the repo's config when `path` lies outside
-    `repo` (it is then taken as a link target read from `repo`, whose remotes apply)."""
+def _checked_arguments(path: object, storage_options: object) -> Mapping[str, Any] | None:
+    """`path` must be a printable, non-blank string and `storage_options` a mapping or
+    None; returns the options, `{}` as None (no options: the remotes still apply)."""
     if not isinstance(path, str) or not path.strip() or not _printable(path):
         raise InvalidLinkError(f"not a valid path: {_short(path)}")
     if storage_options is not None and not isinstance(storage_options, Mapping):
@@ -623,7 +613,16 @@ def explain_options(
             f"storage_options must be a mapping of option names to values, not "
             f"{type(storage_options).__name__}"
         )
-    storage_options = storage_options or None  # (as `resolve`)
+    return storage_options or None
+
+
+def explain_options(
+    path: str, repo: str | None = None, *, storage_options: Mapping[str, Any] | None = None
+) -> Explanation:
+    """The storage options a call would open `path` with (in `repo`), and where each
+    comes from; nothing is read, except the repo's config when `path` lies outside
+    `repo` (it is then taken as a link target read from `repo`, whose remotes apply)."""
+    storage_options = _checked_arguments(path, storage_options)
     if repo is None:
         return _explain_named(path, storage_options, "named in the call")
     repo_loc = resolve(repo, storage_options=storage_options)

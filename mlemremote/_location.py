@@ -400,7 +400,15 @@ def _filesystem_for(
     # A repo's shared config is never mixed into options the caller gave: it could send
     # them (and the credentials of fsspec's configuration) to an endpoint of its choice.
     remotes = (current_remotes() or Remotes()).for_uri(uri, repo=storage_options is None)
-    if storage_options is None and remotes == (None, None) and like is not None and same_protocol:
+    # (Not over http(s), where the bucket is the origin: the filesystem's headers and
+    # auth were given for the origin it was made for, and would go to the link's.)
+    if (
+        storage_options is None
+        and remotes == (None, None)
+        and like is not None
+        and same_protocol
+        and scheme not in READ_ONLY_SCHEMES
+    ):
         return like.fs
     return filesystem(scheme, storage_options, remotes=remotes)
 
@@ -667,7 +675,7 @@ def _explain_target(
     anchor_remotes(repo_loc.as_repo())
     remotes = (current_remotes() or Remotes()).for_uri(uri)
     how = f"a link target read from repo {repo_loc.uri}"
-    if remotes == (None, None) and same_protocol:
+    if remotes == (None, None) and same_protocol and scheme not in READ_ONLY_SCHEMES:
         # The filesystem the link was read with: the repo's own.
         inherited = _explain_named(repo_loc.uri, None, how)
         inherited.how = f"{how}: no remote for it, so the repo's own filesystem"

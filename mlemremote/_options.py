@@ -778,11 +778,13 @@ def _check_shared_endpoint(
         for source, flat in zip(stack, flats, strict=True)
         if not source.shared and flat.get(rules.endpoint) is not None
     }
-    yours |= {
-        _endpoint_key(os.environ[var.name])
-        for var in rules.environment
-        if var.option == _dotted(rules.endpoint) and os.environ.get(var.name)
-    }
+    for var in rules.environment:
+        named = os.environ.get(var.name)
+        if var.option != _dotted(rules.endpoint) or not named:
+            continue
+        if rules is GCS and not named.strip().lower().startswith(("http://", "https://")):
+            named = f"http://{named.strip()}"  # (as gcsfs reads $STORAGE_EMULATOR_HOST)
+        yours.add(_endpoint_key(named))
     if _endpoint_key(value) in yours:
         return
     name = _dotted(rules.endpoint)

@@ -5,6 +5,8 @@ commit before its fix.
 - adlfs makes its host of `account_name` (`https://{account_name}.blob.core.windows.net`),
   pasted in as it is: a repo's `account_name: evil.example.com/x` sent your
   `$AZURE_STORAGE_SAS_TOKEN` to evil.example.com, and `explain` saw no problem;
+- `STORAGE_EMULATOR_HOST=localhost:4443` (no scheme, as gcsfs takes it) did not vouch for
+  a repo's `endpoint_url: http://localhost:4443`: a legitimate setup refused.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import fsspec.config
 import pytest
 import yaml
 
@@ -101,3 +104,16 @@ def test_an_azure_account_name_is_still_taken() -> None:
     # With account_host the name is not part of the host (Azurite's own account, say).
     options = {"account_name": "dev_store", "account_host": "127.0.0.1:10000", "anon": True}
     assert explain_storage_options("az://c/x", storage_options=options).problem is None
+
+
+def test_storage_emulator_host_without_a_scheme_names_the_repos_endpoint(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # gcsfs reads `localhost:4443` as http://localhost:4443: your own endpoint, so a repo
+    # naming it is not refused; another port still is.
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", "localhost:4443")
+    monkeypatch.setitem(fsspec.config.conf, "gs", {"token": "/home/me/key.json"})
+    repo = repo_with_remote(tmp_path, "gs://bucket", {"endpoint_url": "http://localhost:4443"})
+    assert explain_storage_options("gs://bucket/m.mlem", repo=repo).problem is None
+    other = repo_with_remote(tmp_path / "o", "gs://bucket", {"endpoint_url": "http://localhost:1"})
+    assert explain_storage_options("gs://bucket/m.mlem", repo=other).problem is not None

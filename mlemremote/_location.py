@@ -278,6 +278,7 @@ def resolve(
         fs = filesystem("file", None)
     else:
         fs = _filesystem_for(scheme, uri, storage_options, like)
+        _check_url_account(uri, fs)
         fullpath = fs._strip_protocol(uri)
         if scheme == "file":
             if not uri.split("://", 1)[1].strip("/"):  # fsspec would make it the cwd
@@ -285,6 +286,27 @@ def resolve(
             fullpath = os.path.abspath(fullpath)
     loc = Location(fs, fullpath, scheme)
     return at_revision(loc, rev) if rev is not None else loc
+
+
+def _check_url_account(uri: str, fs: AbstractFileSystem) -> None:
+    """adlfs drops what `az://container@account.blob.core.windows.net/...` says before the
+    container (`_strip_protocol`) and reads `container/...` of the account its filesystem
+    was made for: a link naming another account would silently be read from yours. The
+    account a URL names must be the filesystem's."""
+    if not isinstance(fs.protocol, (tuple, list)) or not {"az", "abfs"} & set(fs.protocol):
+        return
+    authority = uri.split("://", 1)[1].split("/", 1)[0]
+    if "@" not in authority:
+        return
+    named = authority.rsplit("@", 1)[1].split(".", 1)[0].lower()
+    client = getattr(fs, "service_client", None)
+    have = str(getattr(fs, "account_name", None) or getattr(client, "account_name", "") or "")
+    if named != have.lower():
+        raise InvalidLinkError(
+            f"{_short(uri)} names Azure account {named!r}, but it would be read from "
+            f"account {have or '(none)'!r} (the storage options'); name the account with "
+            "the account_name option (or a remote for the URL), not in the URL"
+        )
 
 
 def _remote_git(path: str, repo: str | None, rev: str | None) -> Location | None:
@@ -400,7 +422,15 @@ def _filesystem_for(
     # A repo's shared config is never mixed into options the caller gave: it could send
     # them (and the credentials of fsspec's configuration) to an endpoint of its choice.
     remotes = (current_remotes() or Remotes()).for_uri(uri, repo=storage_options is None)
-    if storage_options is None and remotes == (None, None) and like is not None and same_protocol:
+    # (Not over http(s), where the bucket is the origin: the filesystem's headers and
+    # auth were given for the origin it was made for, and would go to the link's.)
+    if (
+        storage_options is None
+        and remotes == (None, None)
+        and like is not None
+        and same_protocol
+        and scheme not in READ_ONLY_SCHEMES
+    ):
         return like.fs
     return filesystem(scheme, storage_options, remotes=remotes)
 
@@ -667,7 +697,7 @@ def _explain_target(
     anchor_remotes(repo_loc.as_repo())
     remotes = (current_remotes() or Remotes()).for_uri(uri)
     how = f"a link target read from repo {repo_loc.uri}"
-    if remotes == (None, None) and same_protocol:
+    if remotes == (None, None) and same_protocol and scheme not in READ_ONLY_SCHEMES:
         # The filesystem the link was read with: the repo's own.
         inherited = _explain_named(repo_loc.uri, None, how)
         inherited.how = f"{how}: no remote for it, so the repo's own filesystem"

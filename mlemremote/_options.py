@@ -51,6 +51,7 @@ import difflib
 import functools
 import inspect
 import os
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -593,6 +594,7 @@ def plan_for(
         _check_known(cls, rules, merged)
         _check_azure_environment(rules, merged)
         _check_azure_credential_environment(rules, merged)
+        _check_azure_account_name(rules, merged)
         _check_shared_endpoint(rules, stack, flats, merged)
     except StorageOptionError as exc:
         if strict:
@@ -713,6 +715,32 @@ def _check_azure_credential_environment(
             )
 
 
+# An Azure account name as a host name's first label (Azure itself takes 3 to 24 lower-case
+# letters and digits).
+_AZURE_ACCOUNT_NAME = re.compile(r"[A-Za-z0-9]{1,63}")
+
+
+def _check_azure_account_name(rules: Rules, merged: Mapping[OptionPath, tuple[Any, Layer]]) -> None:
+    """Without `account_host`, adlfs connects to `https://{account_name}.blob.core.windows.net`,
+    the name pasted in as it is: a name such as `evil.example.com/x` makes the host
+    `evil.example.com`, which then gets your SAS token, key signature or bearer token (a
+    repo's remote names no `account_host`, so the endpoint check never saw it). A name
+    that is not one DNS label is refused, whatever its source."""
+    if rules is not AZURE or merged.get(("connection_string",), (None,))[0]:
+        return
+    if merged.get(("account_host",), (None,))[0]:
+        return
+    found = merged.get(("account_name",))
+    if found is None or found[0] is None:
+        return
+    value, layer = found
+    if not isinstance(value, str) or not _AZURE_ACCOUNT_NAME.fullmatch(value):
+        raise StorageOptionError(
+            f"storage option account_name ({layer.where(('account_name',))}) is not an "
+            "Azure storage account name (letters and digits): adlfs would make a host of it"
+        )
+
+
 def _endpoint_key(value: Any) -> str:
     return str(value).strip().rstrip("/").lower()
 
@@ -750,11 +778,13 @@ def _check_shared_endpoint(
         for source, flat in zip(stack, flats, strict=True)
         if not source.shared and flat.get(rules.endpoint) is not None
     }
-    yours |= {
-        _endpoint_key(os.environ[var.name])
-        for var in rules.environment
-        if var.option == _dotted(rules.endpoint) and os.environ.get(var.name)
-    }
+    for var in rules.environment:
+        named = os.environ.get(var.name)
+        if var.option != _dotted(rules.endpoint) or not named:
+            continue
+        if rules is GCS and not named.strip().lower().startswith(("http://", "https://")):
+            named = f"http://{named.strip()}"  # (as gcsfs reads $STORAGE_EMULATOR_HOST)
+        yours.add(_endpoint_key(named))
     if _endpoint_key(value) in yours:
         return
     name = _dotted(rules.endpoint)

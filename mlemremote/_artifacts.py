@@ -62,7 +62,7 @@ import yaml
 
 from mlemremote import _policy
 from mlemremote._boundary import scope
-from mlemremote._foreign import is_missing, is_transient, storage_error
+from mlemremote._foreign import detach, is_missing, is_transient, storage_error
 from mlemremote._links import check_link_field
 from mlemremote._location import Location, at_revision, resolve
 from mlemremote._paths import is_inside, join, relpath, split_scheme
@@ -71,6 +71,9 @@ from mlemremote._stores import Body, store_for
 from mlemremote._stores.base import until
 from mlemremote._stores.local import exchange_names, rename_noreplace
 from mlemremote.core.errors import (
+    ArtifactFileTypeError,
+    ArtifactFileUnsupportedError,
+    ArtifactFileUsageError,
     ArtifactIntegrityError,
     ArtifactNotFoundError,
     DestinationExistsError,
@@ -963,6 +966,42 @@ class ArtifactFile(io.BufferedReader):
                 self._raw_artifact.finish()
         finally:
             self.close()
+
+
+def _io_misuse(exc: Exception) -> MlemError:
+    """The `MlemError` for a misuse `io` refused (also of the class `io` raised, so that
+    readers that catch `io.UnsupportedOperation` or `ValueError` still do)."""
+    error: MlemError
+    if isinstance(exc, io.UnsupportedOperation):
+        error = ArtifactFileUnsupportedError(f"an artifact's stream: {exc}")
+    elif isinstance(exc, TypeError):
+        error = ArtifactFileTypeError(f"an artifact's stream: {exc}")
+    else:
+        error = ArtifactFileUsageError(f"an artifact's stream: {exc}")
+    return detach(error)
+
+
+def _only_mlem_errors(method: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(method)
+    def wrapper(self: ArtifactFile, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except MlemError:
+            raise
+        except (ValueError, TypeError, OverflowError) as exc:  # (io.UnsupportedOperation too)
+            error = _io_misuse(exc)  # (raised below: io's exception is not its context)
+        raise error
+
+    return wrapper
+
+
+# ArtifactFile's methods that `io` may refuse (a closed file, a bad size, no seeking):
+# behind the error boundary as every public method is (read(-5) raised ValueError).
+for _name in (
+    "read", "read1", "readinto", "readinto1", "readline", "readlines", "peek", "seek",
+    "tell", "truncate", "fileno", "write", "writelines", "detach", "__enter__", "__next__",
+):  # fmt: skip
+    setattr(ArtifactFile, _name, _only_mlem_errors(getattr(io.BufferedReader, _name)))
 
 
 def open_stream(art: Artifact) -> ArtifactFile:

@@ -636,6 +636,10 @@ class Explanation:
 def _checked_arguments(path: object, storage_options: object) -> Mapping[str, Any] | None:
     """`path` must be a printable, non-blank string and `storage_options` a mapping or
     None; returns the options, `{}` as None (no options: the remotes still apply)."""
+    if isinstance(path, os.PathLike):  # (as MLEM's load_meta: a str; said, not "not valid")
+        raise InvalidLinkError(
+            f"a path or URI must be a string, not {type(path).__name__}: give str(path)"
+        )
     if not isinstance(path, str) or not path.strip() or not _printable(path):
         raise InvalidLinkError(f"not a valid path: {_short(path)}")
     if storage_options is not None and not isinstance(storage_options, Mapping):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -102,8 +103,10 @@ def _checked(settings: Settings) -> Settings:
             raise SettingsError(f"{name} must be a number, not {type(value).__name__}")
         if kind is int and not isinstance(value, int):
             raise SettingsError(f"{name} must be a whole number, not {value!r}")
-        if not value >= least or value != value or value == float("inf"):
-            raise SettingsError(f"{name} must be at least {least} and finite, not {value!r}")
+        # (A whole number too large for a float, 10**400, passed `< inf` and then made
+        # every later call fail with OverflowError where a time was computed from it.)
+        if not value >= least or not _fits_float(value):
+            raise SettingsError(f"{name} must be at least {least} and finite, not {value!r:.60}")
     if settings.retry_max_seconds <= 0:
         raise SettingsError("retry_max_seconds must be more than 0")
     if settings.connect_timeout <= 0:
@@ -116,6 +119,14 @@ def _checked(settings: Settings) -> Settings:
         if not all(isinstance(v, str) for v in values):
             raise SettingsError(f"{name} must be a collection of strings")
     return settings
+
+
+def _fits_float(value: float) -> bool:
+    """Is `value` finite, also as a float (a whole number may be too large for one)?"""
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 def check_author(author: object) -> None:

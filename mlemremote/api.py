@@ -73,6 +73,14 @@ def _check_flags(**flags: object) -> None:
             raise InvalidArgumentError(f"{name} must be True or False, not {value!r:.60}")
 
 
+def _finite(number: float) -> bool:
+    """Is `number` finite, also as a float (a whole number may be too large for one)?"""
+    try:
+        return math.isfinite(number)
+    except OverflowError:
+        return False
+
+
 def _check_concurrency(concurrency: object) -> None:
     if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
         raise InvalidArgumentError(
@@ -754,10 +762,13 @@ def watch(
     for name, value in (("interval", interval), ("jitter", jitter)):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise InvalidArgumentError(f"{name} must be a number, not {value!r:.60}")
-    if not (interval > 0 and math.isfinite(interval)):
-        raise InvalidArgumentError(f"interval must be more than 0 seconds, not {interval!r}")
+    # (A whole number too large for a float, 10**400, raised OverflowError here.)
+    if not (interval > 0 and _finite(interval)):
+        raise InvalidArgumentError(
+            f"interval must be a finite number of seconds more than 0, not {interval!r:.60}"
+        )
     if not 0 <= jitter < 1:
-        raise InvalidArgumentError(f"jitter must be at least 0 and below 1, not {jitter!r}")
+        raise InvalidArgumentError(f"jitter must be at least 0 and below 1, not {jitter!r:.60}")
     for name, count in (("verify_every", verify_every), ("max_events", max_events)):
         if count is not None and (
             isinstance(count, bool) or not isinstance(count, int) or count < 1

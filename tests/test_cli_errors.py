@@ -194,6 +194,12 @@ def test_connect_timeout_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     for bad in (0, -1, float("nan"), "5"):
         with pytest.raises(SettingsError):
             _settings.configure(connect_timeout=bad)
+    # A whole number too large for a float was taken, and then every later call raised
+    # UnexpectedError (OverflowError computing its deadline).
+    for name in ("retry_max_seconds", "connect_timeout", "min_transfer_rate"):
+        with pytest.raises(SettingsError, match="finite"):
+            _settings.configure(**{name: 10**400})
+    assert _settings.current().retry_max_seconds < 10**6
     monkeypatch.setenv("MLEMREMOTE_CONNECT_TIMEOUT", "2.5")
     assert _settings._from_env().connect_timeout == 2.5
     # botocore makes one attempt per call: the retries are ours, bounded by the budget

@@ -319,8 +319,10 @@ def test_watch_follows_a_branch_of_a_git_repo(tmp_path: Path) -> None:
 
 def test_watch_arguments_are_checked(tmp_path: Path) -> None:
     for bad in ({"interval": 0}, {"interval": "1"}, {"jitter": 1}, {"max_events": 0},
-                {"verify_every": True}, {"stop": object()}):  # fmt: skip
-        with pytest.raises(InvalidArgumentError):
+                {"verify_every": True}, {"stop": object()}, {"interval": float("inf")},
+                {"interval": 10**400}, {"jitter": 10**400}):  # fmt: skip
+        # (10**400 seconds raised UnexpectedError: OverflowError in math.isfinite)
+        with pytest.raises(InvalidArgumentError, match=r"^\w+ must be [^\n]{0,120}$"):
             watch(str(tmp_path / "x"), **bad)  # type: ignore[arg-type]
 
 

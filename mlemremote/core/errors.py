@@ -9,6 +9,7 @@ True
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 
 from mlemremote._redact import redact
@@ -213,3 +214,18 @@ class StorageOptionError(InvalidArgumentError):
     """A storage option is unknown to its backend, or is given twice in one source (two
     spellings with different values, or two alternatives such as `connection_string` and
     `account_name`). The message names the option and its source, never its value."""
+
+
+class ArtifactFileUsageError(InvalidArgumentError, ValueError):
+    """A file object of `open_artifact` was used as no binary reader may be: read after
+    `close()`, a size below -1. Also a `ValueError`, as `io` raises for it."""
+
+
+class ArtifactFileTypeError(InvalidArgumentError, TypeError):
+    """A file object of `open_artifact` was given an argument of the wrong type (a size
+    that is not a whole number). Also a `TypeError`, as `io` raises for it."""
+
+
+class ArtifactFileUnsupportedError(InvalidArgumentError, io.UnsupportedOperation):
+    """A file object of `open_artifact` was asked what a stream cannot do (`seek`, `tell`,
+    `fileno`, `write`): also `io.UnsupportedOperation`, which readers check for."""

@@ -667,7 +667,8 @@ def get(
         typer.echo(json.dumps(row, indent=2))
         return
     files = _count(len(done.files), "artifact", "artifacts")
-    typer.echo(f"{done.source}: {files} ({done.size} bytes) -> {done.dest}")
+    line = f"{done.source}: {files} ({done.size} bytes) -> {done.dest}"
+    typer.echo(_shown(line, sys.maxsize))  # one line: escapes in a name written out
 
 
 def _target_of(link: Any) -> str | None:

@@ -240,7 +240,9 @@ class Watch(Generic[ObjT]):
     # -- one poll ----------------------------------------------------------------------
     def poll(self) -> WatchEvent[ObjT] | None:
         """Poll once, now: the event this poll makes, or None (nothing changed, or a
-        fault: then `fault` says which)."""
+        fault: then `fault` says which; or the watch is closed: nothing is read)."""
+        if self._closed:
+            return None
         self.polls += 1
         try:
             with scope("watch"):

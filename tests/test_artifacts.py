@@ -775,3 +775,15 @@ def test_a_stopped_pull_makes_no_file_for_a_transfer_not_yet_begun(tmp_path: Pat
             _artifacts.Transfer(art, stop), str(folder), _artifacts._Progress(1, 1, enabled=False)
         )
     assert list(folder.iterdir()) == []
+
+
+@pytest.mark.parametrize("backend", ["local"], indirect=True)
+def test_cli_get_prints_one_line_whatever_dest_is_named(backend: Backend, tmp_path: Path) -> None:
+    meta = model_with(backend, backend.uri("m"), {"w.bin": b"w"})
+    dest = tmp_path / "a\nb\x1b[2Jc"
+    done = subprocess.run(
+        [SCRIPT, "get", meta, str(dest)], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("\n") == 1 and "\x1b" not in done.stdout, done.stdout
+    assert (dest / "w.bin").read_bytes() == b"w"

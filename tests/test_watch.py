@@ -401,3 +401,14 @@ def test_cli_watch_ends_when_its_reader_goes(tmp_path: Path) -> None:
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 141
+
+
+def test_a_closed_watch_reads_nothing(tmp_path: Path) -> None:
+    MlemModel().dump(str(tmp_path / "m"))
+    events = watch(str(tmp_path / "m"), interval=INTERVAL)
+    assert events.poll() is not None
+    events.close()
+    (tmp_path / "m.mlem").unlink()  # a read now would be an event (broken)
+    assert events.poll() is None and events.polls == 1
+    with pytest.raises(StopIteration):
+        next(events)

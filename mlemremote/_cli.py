@@ -317,10 +317,11 @@ def show(
         bool,
         typer.Option(
             "--explain-config",
-            help="Read nothing; print the storage options PATH would be opened with and "
-            "where each comes from (-o, your remote, the repo's remote, fsspec's "
+            help="Read no object; print the storage options PATH would be opened with "
+            "and where each comes from (-o, your remote, the repo's remote, fsspec's "
             "configuration, the SDK's environment), secrets masked. A PATH outside "
-            "--repo is taken as a link target read from that repo.",
+            "--repo is taken as a link target read from that repo (whose config is "
+            "read for its remotes). Not with --rev or --no-follow.",
         ),
     ] = False,
     verbose: Verbose = False,
@@ -333,6 +334,12 @@ def show(
 
     options = parse_storage_options(storage_option)
     if explain_config:
+        if rev is not None or no_follow:
+            flag = "--rev" if rev is not None else "--no-follow"
+            typer.echo(
+                f"error: --explain-config reads no object: {flag} has no use with it", err=True
+            )
+            raise typer.Exit(2)
         _explain_config(path, repo, options, json_out, verbose)
         return
 

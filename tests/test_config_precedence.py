@@ -267,6 +267,9 @@ def test_fsspec_variable_and_dash_o_do_not_collide(backend: Backend) -> None:
     as_json = json.loads(cli("show", "--explain-config", "latest", "-r", repo, *o, "--json").stdout)
     rows = {r["option"]: r for r in as_json["options"] if r["used"]}
     assert rows["secret"]["value"] == "***" and "FSSPEC_S3_SECRET" in rows["secret"]["source"]
+    for flag in (["--rev", "main"], ["--no-follow"]):  # (it reads no object: refused)
+        refused = cli("show", "--explain-config", "latest", "-r", repo, *flag)
+        assert refused.returncode == 2 and flag[0] in refused.stderr, refused.stderr
     # Without -o: fsspec's configuration is all there is (a closed port): a clean error.
     failed = cli("show", "latest", "-r", repo)
     assert failed.returncode == 2 and len(failed.stderr.strip().splitlines()) == 1

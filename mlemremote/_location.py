@@ -289,16 +289,19 @@ def resolve(
 
 
 def _check_url_account(uri: str, fs: AbstractFileSystem) -> None:
-    """adlfs drops what `az://container@account.blob.core.windows.net/...` says before the
-    container (`_strip_protocol`) and reads `container/...` of the account its filesystem
+    """adlfs drops what `az://container@account.blob.core.windows.net/...` (or
+    `abfs://account.dfs.core.windows.net/container/...`) says of the account
+    (`_strip_protocol`) and reads `container/...` of the account its filesystem
     was made for: a link naming another account would silently be read from yours. The
     account a URL names must be the filesystem's."""
     if not isinstance(fs.protocol, (tuple, list)) or not {"az", "abfs"} & set(fs.protocol):
         return
     authority = uri.split("://", 1)[1].split("/", 1)[0]
-    if "@" not in authority:
+    # (It drops a host holding `.dfs.core.windows.net`, `@` or not, as it does the
+    # `container@account...` form: `abfs://theirs.dfs.core.windows.net/c/m` is `c/m`.)
+    if "@" not in authority and ".dfs.core.windows.net" not in authority:
         return
-    named = authority.rsplit("@", 1)[1].split(".", 1)[0].lower()
+    named = authority.rsplit("@", 1)[-1].split(".", 1)[0].lower()
     client = getattr(fs, "service_client", None)
     have = str(getattr(fs, "account_name", None) or getattr(client, "account_name", "") or "")
     if named != have.lower():

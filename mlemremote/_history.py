@@ -364,6 +364,14 @@ def _from_versions(
     locs = [at_revision(target, v.version) for v in versions]
     blobs = dict(zip((v.version for v in versions), _read_all(locs), strict=True))
     removals = _removals(target)
+    # Each write has its own id: a later version holding an older one's id is a copy of
+    # it (a restore by hand), made by nobody recorded, never by that write's author.
+    first_with: dict[bytes, str] = {}
+    for v in reversed(versions):  # oldest first
+        found = blobs.get(v.version)
+        written = None if found is None else _WRITE_LINE.search(found.data)
+        if written is not None:
+            first_with.setdefault(written.group(1), v.version)
     entries: list[HistoryEntry[L]] = []
     for v in listed:
         if v.deleted:  # an S3 delete marker: a removal
@@ -380,6 +388,9 @@ def _from_versions(
         link = _build_link(blob.data, str(at_revision(target, v.version)), build)
         if link is not None:
             author, message = audit_of(blob.data, target)
+            written = _WRITE_LINE.search(blob.data)
+            if written is not None and first_with.get(written.group(1)) != v.version:
+                author, message = None, None
             entries.append(HistoryEntry(v.time, link, v.version, author=author, message=message))
     _place_markers(entries, removals, {v.version: v.token for v in listed if v.token})
     _insert_removals(entries, removals)

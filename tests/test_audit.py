@@ -93,6 +93,32 @@ def test_an_author_is_never_taken_from_bytes_edited_or_copied_by_hand(
     assert (copied.author, copied.message) == (None, None)
 
 
+def test_an_old_version_copied_back_by_hand_names_no_author(versioned_backend: Backend) -> None:
+    """(rev3) A version's bytes copied back over the alias (`aws s3 cp --version-id`, a
+    restore by hand) keep a seal that matches (same name, same bytes): that copy is a
+    move nobody is recorded to have made, never a second one by the first writer. Each
+    write has its own id, so only the oldest version holding an id names its author."""
+    b = versioned_backend
+    so = {"storage_options": b.storage_options}
+    repo = b.uri("repo")
+    b.write(b.uri("repo", ".mlem", "config.yaml"), "")
+    for name in ("v1", "v2"):
+        b.write(b.uri("repo", f"{name}.mlem"), f"object_type: model\nmodel_type: {{v: {name}}}\n")
+    at = b.uri("repo", ".mlem", "link", "latest.mlem")
+    with configured(author="alice@ci"):
+        link("v1", source_repo=repo, target="latest", target_repo=repo, message="first", **so)
+    first = b.read(at)
+    with configured(author="bob@ci"):
+        link("v2", source_repo=repo, target="latest", target_repo=repo, message="second", **so)
+    b.write(at, first)  # the old version restored by hand
+    entries = history("latest", repo=repo, **so)
+    assert [(e.link.path if e.link else None, e.author, e.message) for e in entries] == [
+        ("v1.mlem", None, None),
+        ("v2.mlem", "bob@ci", "second"),
+        ("v1.mlem", "alice@ci", "first"),
+    ]
+
+
 def test_history_entries_without_an_author_still_read(tmp_path: Path) -> None:
     """Entries written before authors were recorded: shown with author None."""
     repo = str(tmp_path / "repo")

@@ -122,6 +122,40 @@ def test_watch_sees_the_middle_hop_of_a_3_hop_chain_move(backend: Backend, reads
     assert list(events) == []
 
 
+@pytest.mark.parametrize("backend", ["local"], indirect=True)
+def test_a_chain_that_never_holds_still_is_read_3_times_a_poll_then_again(
+    backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """(rev3) A writer that moves prod while every resolution reads it: each poll
+    resolves at most 3 times and serves nothing (never a torn chain, never a loop);
+    once the writer stops, the next poll serves what prod says."""
+    so = backend.storage_options
+    a_repo(backend, "v1", "v2", "v3", links={"prod": ".mlem/link/mid.mlem", "mid": "v1.mlem"})
+    prod = backend.uri("repo", ".mlem", "link", "prod.mlem")
+    real = _links.parsed
+    reads = Counter[str]()
+    moving = [True]
+
+    def parsed(loc: Any, blob: Any, build: Any) -> Any:
+        found = real(loc, blob, build)
+        if str(loc).endswith("/link/prod.mlem"):
+            reads["prod"] += 1
+            if moving[0]:  # prod moves every time it was read, before mid is
+                to = ".mlem/link/mid.mlem" if reads["prod"] % 2 else "v2.mlem"
+                backend.write(prod, link_yaml(to) + f"# {reads['prod']}\n")
+        return found
+
+    monkeypatch.setattr(_links, "parsed", parsed)
+    events = watch(prod, interval=INTERVAL, storage_options=so)
+    for poll in range(1, 4):
+        assert events.poll() is None
+        assert reads["prod"] == 3 * poll and events.error is None and events.last_good is None
+    moving[0] = False
+    event = events.poll()
+    assert event is not None and event.ok and event.error is None
+    assert reads["prod"] == 10
+
+
 def test_a_hop_that_moves_while_a_later_one_is_read_is_never_served(
     backend: Backend, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -171,9 +171,11 @@ _WRITE_LINE = re.compile(rb"# mlemremote write ([0-9a-f]{16}) ([0-9a-f]{16})\n?\
 
 
 def _seal(target: Location, before: bytes, write_id: str) -> str:
-    """What binds a write's comment lines to its alias (by its path in its repo, so that
-    a copy of the whole repo keeps them) and to the bytes before them."""
-    name = target.path.encode()
+    """What binds a write's comment lines to its alias (by its full path on its
+    storage: a copy to the same name in another repo or bucket is a move made by nobody
+    recorded, at the copy's time, never one by this write's author) and to the bytes
+    before them."""
+    name = target.fullpath.encode()
     return hashlib.sha256(b"%s\0%s\0%s" % (name, before, write_id.encode())).hexdigest()[:16]
 
 

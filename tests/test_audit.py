@@ -119,6 +119,30 @@ def test_an_old_version_copied_back_by_hand_names_no_author(versioned_backend: B
     ]
 
 
+def test_a_link_copied_to_the_same_name_in_another_repo_names_no_author(
+    versioned_backend: Backend,
+) -> None:
+    """(rev3) `aws s3 cp s3://b/team-a/.mlem/link/prod.mlem s3://b/team-b/...`: the same
+    path in its repo, so a seal over that path matched, and team-b's history showed a
+    move by alice with her message, at the time of the copy. The seal binds the file's
+    full path: a copy anywhere else names no author."""
+    b = versioned_backend
+    so = {"storage_options": b.storage_options}
+    for team in ("a", "b"):
+        b.write(b.uri(team, ".mlem", "config.yaml"), "")
+        b.write(b.uri(team, "v1.mlem"), "object_type: model\nmodel_type: {v: v1}\n")
+    repo_a, repo_b = b.uri("a"), b.uri("b")
+    with configured(author="alice@ci"):
+        link("v1", source_repo=repo_a, target="prod", target_repo=repo_a, message="first", **so)
+    written = b.read(b.uri("a", ".mlem", "link", "prod.mlem"))
+    b.write(b.uri("b", ".mlem", "link", "prod.mlem"), written)  # aws s3 cp
+    (ours,) = history("prod", repo=repo_a, **so)
+    assert (ours.author, ours.message) == ("alice@ci", "first")
+    (copied,) = history("prod", repo=repo_b, **so)
+    assert copied.link is not None and copied.link.path == "v1.mlem"
+    assert (copied.author, copied.message) == (None, None)
+
+
 def test_history_entries_without_an_author_still_read(tmp_path: Path) -> None:
     """Entries written before authors were recorded: shown with author None."""
     repo = str(tmp_path / "repo")

@@ -318,3 +318,30 @@ def test_listing_over_http_is_refused(server: Server, capsys: pytest.CaptureFixt
         assert exited.value.code == 2
         assert "cannot list" in capsys.readouterr().err
     assert server.hits["/repo/"] == 0
+
+
+def test_the_calls_headers_never_reach_another_origin_a_link_names(
+    net: Net, server: Server, other: Server
+) -> None:
+    """A link read from an origin the call named (with `headers` in its options) that names
+    another origin in `allowed_hosts` is read with that origin's own filesystem: it got
+    the call's Authorization header (a redirect to it did not) before the second review."""
+    from aiohttp import web
+
+    seen: list[str] = []
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        seen.append(request.headers.get("Authorization", ""))
+        return web.Response(text=MODEL)
+
+    other.routes["/rf.mlem"] = handler
+    net.names["models.test"] = ["127.0.0.1"]
+    server.file("/alias.mlem", link_to(f"http://models.test:{other.port}/rf.mlem"))
+    server.file("/rf.mlem", MODEL)
+    options = {"headers": {"Authorization": "Bearer victim-token-0001"}}
+    with configured(allowed_hosts={"models.test"}):
+        assert isinstance(load_meta(f"{server.url}/alias.mlem", storage_options=options), MlemModel)
+    assert seen == [""], "the call's Authorization header reached the origin a link named"
+    # Within the origin the call named, the header is sent.
+    server.file("/local.mlem", link_to("rf.mlem"))
+    assert isinstance(load_meta(f"{server.url}/local.mlem", storage_options=options), MlemModel)

@@ -8,7 +8,11 @@ before its fix.
   option requests_timeout";
 - adlfs's environment credentials silently replaced the credential the options chose;
 - `-o`: a repeated key silently took the last value; a credential was read as YAML
-  (`key=0123` became 83).
+  (`key=0123` became 83);
+- (second review) adlfs makes its host of `account_name`, pasted in as it is: a repo's
+  `account_name: evil.example.com/x` sent your `$AZURE_STORAGE_SAS_TOKEN` there;
+  `STORAGE_EMULATOR_HOST=localhost:4443` (no scheme, as gcsfs takes it) did not vouch
+  for a repo's `endpoint_url: http://localhost:4443`.
 """
 
 from __future__ import annotations
@@ -261,3 +265,52 @@ def test_dash_o_takes_a_credential_as_written() -> None:
         "sas_token": "*x", "token": {"type": "service_account"}, "anon": True,
         "connection_timeout": 5, "connection_string": "AccountName=a;AccountKey=a2V5==",
     }  # fmt: skip
+
+
+# -- a repo's Azure account and GCS emulator host (second review) ---------------------------
+@pytest.mark.parametrize(
+    "spelling", ["localhost:{port}/x", "127.0.0.1:{port}#", "localhost:{port}?"]
+)
+def test_a_repos_azure_account_name_is_no_host_of_its_choosing(
+    spelling: str,
+    listener: tuple[str, list[bytes]],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    url, got = listener
+    port = int(url.rsplit(":", 1)[1])
+    monkeypatch.setenv("AZURE_STORAGE_SAS_TOKEN", SAS)
+    name = spelling.format(port=port)
+    repo = repo_with_remote(tmp_path, "az://container", {"account_name": name})
+    found = explain_storage_options("az://container/m.mlem", repo=repo)
+    assert found.problem is not None and "account_name (the repo's remote" in found.problem
+    with configured(retry_attempts=1, connect_timeout=2), pytest.raises(StorageOptionError) as info:
+        load_meta("alias", repo=repo)
+    assert "\n" not in str(info.value) and "victimsas" not in str(info.value)
+    assert got == [], "a connection reached the host the repo's account_name named"
+
+
+def test_an_azure_account_name_is_still_taken() -> None:
+    # A real account name (Azure's: lower-case letters and digits), from the repo or you.
+    assert (
+        explain_storage_options(
+            "az://c/x", storage_options={"account_name": "mystorage01", "anon": True}
+        ).problem
+        is None
+    )
+    # With account_host the name is not part of the host (Azurite's own account, say).
+    options = {"account_name": "dev_store", "account_host": "127.0.0.1:10000", "anon": True}
+    assert explain_storage_options("az://c/x", storage_options=options).problem is None
+
+
+def test_storage_emulator_host_without_a_scheme_names_the_repos_endpoint(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # gcsfs reads `localhost:4443` as http://localhost:4443: your own endpoint, so a repo
+    # naming it is not refused; another port still is.
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", "localhost:4443")
+    monkeypatch.setitem(fsspec.config.conf, "gs", {"token": "/home/me/key.json"})
+    repo = repo_with_remote(tmp_path, "gs://bucket", {"endpoint_url": "http://localhost:4443"})
+    assert explain_storage_options("gs://bucket/m.mlem", repo=repo).problem is None
+    other = repo_with_remote(tmp_path / "o", "gs://bucket", {"endpoint_url": "http://localhost:1"})
+    assert explain_storage_options("gs://bucket/m.mlem", repo=other).problem is not None

@@ -378,7 +378,8 @@ def test_close_from_another_thread_ends_a_long_wait(tmp_path: Path) -> None:
         assert stop is None or not stop.is_set()  # a caller's event is left as it was
 
 
-def test_cli_watch_prints_a_line_per_change_and_stops_on_ctrl_c(tmp_path: Path) -> None:
+def cli_watching_prod(tmp_path: Path) -> tuple[str, subprocess.Popen[str]]:
+    """A repo where `prod` links to v1 (v2 beside it), and `mlemremote watch prod` on it."""
     repo = str(tmp_path / "repo")
     init(repo)
     for name in ("v1", "v2"):
@@ -390,6 +391,11 @@ def test_cli_watch_prints_a_line_per_change_and_stops_on_ctrl_c(tmp_path: Path) 
         stderr=subprocess.PIPE,
         text=True,
     )
+    return repo, proc
+
+
+def test_cli_watch_prints_a_line_per_change_and_stops_on_ctrl_c(tmp_path: Path) -> None:
+    repo, proc = cli_watching_prod(tmp_path)
     try:
         assert proc.stdout is not None
         first = json.loads(proc.stdout.readline())
@@ -416,16 +422,7 @@ def test_cli_watch_prints_a_line_per_change_and_stops_on_ctrl_c(tmp_path: Path) 
 def test_cli_watch_ends_when_its_reader_goes(tmp_path: Path) -> None:
     """`mlemremote watch prod | head -1` on an alias that never moves: the watch would
     never write again, so never learn the pipe is closed; it ends (141, as SIGPIPE)."""
-    repo = str(tmp_path / "repo")
-    init(repo)
-    MlemModel().dump("v1", repo=repo, external=True)
-    link("v1", source_repo=repo, target="prod", target_repo=repo)
-    proc = subprocess.Popen(
-        [SCRIPT, "watch", "prod", "-r", repo, "--interval", str(INTERVAL)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    _, proc = cli_watching_prod(tmp_path)
     try:
         assert proc.stdout is not None
         assert json.loads(proc.stdout.readline())["status"] == "ok"

@@ -32,13 +32,18 @@ from mlemremote.core.errors import InvalidArgumentError, SettingsError
 from mlemremote.core.objects import MlemModel
 
 
+def repo_with_two_models(b: Backend) -> str:
+    """A repo holding models v1 and v2, written directly (one PUT each)."""
+    b.write(b.uri("repo", ".mlem", "config.yaml"), "")
+    for name in ("v1", "v2"):
+        b.write(b.uri("repo", f"{name}.mlem"), f"object_type: model\nmodel_type: {{v: {name}}}\n")
+    return b.uri("repo")
+
+
 def test_moves_record_author_and_message(versioned_backend: Backend) -> None:
     b = versioned_backend
     so = {"storage_options": b.storage_options}
-    repo = b.uri("repo")
-    b.write(b.uri("repo", ".mlem", "config.yaml"), "")  # (written directly: one PUT each)
-    for name in ("v1", "v2"):
-        b.write(b.uri("repo", f"{name}.mlem"), f"object_type: model\nmodel_type: {{v: {name}}}\n")
+    repo = repo_with_two_models(b)
     with configured(author="alice@ci"):
         link("v1", source_repo=repo, target="latest", target_repo=repo, message="first", **so)
         link("v2", source_repo=repo, target="latest", target_repo=repo, **so)
@@ -73,10 +78,7 @@ def test_an_author_is_never_taken_from_bytes_edited_or_copied_by_hand(
     nobody is recorded to have made, never one by the first link's author."""
     b = versioned_backend
     so = {"storage_options": b.storage_options}
-    repo = b.uri("repo")
-    b.write(b.uri("repo", ".mlem", "config.yaml"), "")
-    for name in ("v1", "v2"):
-        b.write(b.uri("repo", f"{name}.mlem"), f"object_type: model\nmodel_type: {{v: {name}}}\n")
+    repo = repo_with_two_models(b)
     with configured(author="alice@ci"):
         link("v1", source_repo=repo, target="latest", target_repo=repo, message="first", **so)
     at = b.uri("repo", ".mlem", "link", "latest.mlem")
@@ -100,10 +102,7 @@ def test_an_old_version_copied_back_by_hand_names_no_author(versioned_backend: B
     write has its own id, so only the oldest version holding an id names its author."""
     b = versioned_backend
     so = {"storage_options": b.storage_options}
-    repo = b.uri("repo")
-    b.write(b.uri("repo", ".mlem", "config.yaml"), "")
-    for name in ("v1", "v2"):
-        b.write(b.uri("repo", f"{name}.mlem"), f"object_type: model\nmodel_type: {{v: {name}}}\n")
+    repo = repo_with_two_models(b)
     at = b.uri("repo", ".mlem", "link", "latest.mlem")
     with configured(author="alice@ci"):
         link("v1", source_repo=repo, target="latest", target_repo=repo, message="first", **so)
